@@ -1,0 +1,5 @@
+import sys
+
+from clutch_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""`clutch`: one console command, subcommands registered by small modules.
+
+Each module in COMMAND_MODULES defines `register(subparsers)` and adds only
+subcommands that work. Modules are imported lazily so `clutch --help` stays fast
+(heavy imports live inside each command's handler).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+COMMAND_MODULES = ["data", "mano", "build", "train", "eval"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clutch",
+        description="Build the 3D-HIW hand-motion dataset from egocentric videos and train CLUTCH models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"clutch_core.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"clutch_core.cli.{name}":
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as e:
+        print(f"clutch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+class CliError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

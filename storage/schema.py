@@ -1,0 +1,191 @@
+"""The one definition of a 3D-HIW clip row.
+
+Every writer (build-3dhiw, `clutch synth`) and every reader (training, evaluation,
+rendering) goes through this module, so a column exists in exactly one place.
+
+A row is a plain dict; array fields are numpy arrays with these shapes (T = num_frames):
+
+    motion      float32 [T, 198]        per hand 6D global orient (6) + 15x6D joints (90)
+                                        + wrist translation (3); left hand first
+    presence    bool    [T, 2]          hand 0 = left, 1 = right
+    joints3d    float32 [T, 2, 21, 3]   metres, camera frame, OpenPose/MediaPipe order
+    keypoints2d float32 [T, 2, 21, 2]   pixels, NaN where the hand is absent
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+SCHEMA_VERSION_KEY = b"clutch.schema_version"
+
+FPS = 15.0
+MAX_FRAMES = 144
+HAND_DIM = 99
+FRAME_DIM = 2 * HAND_DIM  # 198
+NUM_JOINTS = 21
+SPLITS = ("train", "val", "test")
+POSE_CONVENTIONS = ("mano", "skeleton-ik")
+
+_f32 = pa.float32()
+
+
+def _fixed(t: pa.DataType, n: int) -> pa.DataType:
+    return pa.list_(t, n)
+
+
+QUALITY_TYPE = pa.struct(
+    [
+        ("presence_left", _f32),  # fraction of frames with the left hand present
+        ("presence_right", _f32),
+        ("jitter", _f32),  # mean |acceleration| of present joints, m/s^2
+        ("bone_length_cv", _f32),  # mean coefficient of variation of bone lengths
+        ("handedness_score", _f32),  # mean tracker handedness confidence (1.0 synthetic)
+    ]
+)
+CAPTION_TYPE = pa.struct([("source", pa.string()), ("text", pa.string())])
+TRACKER_TYPE = pa.struct([("name", pa.string()), ("version", pa.string())])
+
+CLIP_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("fps", _f32, nullable=False),
+        pa.field("num_frames", pa.int32(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("motion", pa.list_(_fixed(_f32, FRAME_DIM)), nullable=False),
+        pa.field("presence", pa.list_(_fixed(pa.bool_(), 2)), nullable=False),
+        pa.field("joints3d", pa.list_(_fixed(_fixed(_fixed(_f32, 3), NUM_JOINTS), 2)), nullable=False),
+        pa.field("keypoints2d", pa.list_(_fixed(_fixed(_fixed(_f32, 2), NUM_JOINTS), 2)), nullable=False),
+        pa.field("pose_convention", pa.string(), nullable=False),
+        pa.field("captions", pa.list_(CAPTION_TYPE), nullable=False),
+        pa.field("tracker", TRACKER_TYPE, nullable=False),
+        pa.field("quality", QUALITY_TYPE, nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Not in the minimal contract, kept because renderers and resume need them.
+        pa.field("fingerprint", pa.string()),  # hash of output-changing settings
+        pa.field("reader", pa.string()),  # decord | pyav | synthetic
+        pa.field("image_size", _fixed(pa.int32(), 2)),  # [width, height] of the source
+        pa.field("intrinsics", _fixed(_f32, 4)),  # fx, fy, cx, cy (pixels of image_size)
+    ],
+    metadata={SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()},
+)
+
+ARRAY_SHAPES = {  # per-frame trailing shape and dtype of each array column
+    "motion": ((FRAME_DIM,), np.float32),
+    "presence": ((2,), np.bool_),
+    "joints3d": ((2, NUM_JOINTS, 3), np.float32),
+    "keypoints2d": ((2, NUM_JOINTS, 2), np.float32),
+}
+REQUIRED = [f.name for f in CLIP_SCHEMA if not f.nullable]
+
+
+class RowValidationError(ValueError):
+    """A clip row that breaks the contract; names the clip and the field."""
+
+    def __init__(self, clip_id: str, field: str, problem: str):
+        self.clip_id, self.field, self.problem = clip_id, field, problem
+        super().__init__(f"clip {clip_id!r}: field {field!r}: {problem}")
+
+
+def split_for(video_id: str) -> str:
+    """Deterministic 80/10/10 split from the video id: clips of one video never straddle splits."""
+    import hashlib
+
+    h = int(hashlib.sha1(video_id.encode()).hexdigest()[:8], 16) % 100
+    return "train" if h < 80 else ("val" if h < 90 else "test")
+
+
+def validate_row(row: Mapping[str, Any]) -> None:
+    """Raise RowValidationError on the first problem found in one row."""
+    cid = str(row.get("clip_id", "<no clip_id>"))
+    for name in REQUIRED:
+        if row.get(name) is None:
+            raise RowValidationError(cid, name, "missing")
+    t = row["num_frames"]
+    if not isinstance(t, (int, np.integer)) or not 1 <= int(t) <= MAX_FRAMES:
+        raise RowValidationError(cid, "num_frames", f"must be an int in 1..{MAX_FRAMES}, got {t!r}")
+    if abs(float(row["fps"]) - FPS) > 1e-6:
+        raise RowValidationError(cid, "fps", f"must be {FPS}, got {row['fps']!r}")
+    if row["split"] not in SPLITS:
+        raise RowValidationError(cid, "split", f"must be one of {SPLITS}, got {row['split']!r}")
+    if row["pose_convention"] not in POSE_CONVENTIONS:
+        raise RowValidationError(cid, "pose_convention", f"must be one of {POSE_CONVENTIONS}")
+    if not float(row["end_s"]) >= float(row["start_s"]) >= 0:
+        raise RowValidationError(cid, "end_s", "need 0 <= start_s <= end_s")
+    for name, (shape, dtype) in ARRAY_SHAPES.items():
+        a = np.asarray(row[name])
+        if a.shape != (int(t), *shape):
+            raise RowValidationError(cid, name, f"shape {a.shape}, expected {(int(t), *shape)}")
+        if dtype is np.float32 and name != "keypoints2d" and not np.isfinite(a).all():
+            raise RowValidationError(cid, name, "contains NaN or inf")
+    caps = row["captions"]
+    if not caps or any(not c.get("source") or not str(c.get("text", "")).strip() for c in caps):
+        raise RowValidationError(cid, "captions", "need at least one caption with source and text")
+
+
+def rows_to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
+    """Validate rows and build an Arrow table with CLIP_SCHEMA (fixed-size lists, no copies of Python floats)."""
+    for r in rows:
+        validate_row(r)
+    cols: dict[str, pa.Array] = {}
+    for f in CLIP_SCHEMA:
+        if f.name in ARRAY_SHAPES:
+            cols[f.name] = _nested_array([np.asarray(r[f.name]) for r in rows], f.type)
+        elif f.name == "created_at":
+            now = _dt.datetime.now(_dt.timezone.utc)
+            cols[f.name] = pa.array([r.get("created_at") or now for r in rows], f.type)
+        else:
+            vals = [r.get(f.name) for r in rows]
+            if f.name in ("image_size", "intrinsics"):
+                vals = [None if v is None else [x for x in np.asarray(v).tolist()] for v in vals]
+            cols[f.name] = pa.array(vals, f.type)
+    return pa.Table.from_arrays(list(cols.values()), schema=CLIP_SCHEMA)
+
+
+def _nested_array(arrays: list[np.ndarray], typ: pa.DataType) -> pa.Array:
+    """Build list<fixed_size_list...> from per-row arrays [T, ...] without Python loops per value."""
+    lengths = np.array([len(a) for a in arrays], dtype=np.int32)
+    flat = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+    inner = typ.value_type
+    sizes = []
+    t = inner
+    while pa.types.is_fixed_size_list(t):
+        sizes.append(t.list_size)
+        t = t.value_type
+    values: pa.Array = pa.array(flat.astype(t.to_pandas_dtype(), copy=False), type=t)
+    for n in reversed(sizes):
+        values = pa.FixedSizeListArray.from_arrays(values, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def column_to_numpy(col: pa.ChunkedArray | pa.Array, name: str) -> list[np.ndarray]:
+    """Inverse of _nested_array: one [T, ...] numpy array per row."""
+    shape, dtype = ARRAY_SHAPES[name]
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    offsets = col.offsets.to_numpy()
+    values = col.values
+    while pa.types.is_fixed_size_list(values.type):
+        values = values.flatten()
+    flat = values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    per = int(np.prod(shape))  # `values` is the unsliced child: offsets index it directly
+    return [flat[a * per:b * per].reshape(b - a, *shape) for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Arrow table -> list of row dicts with numpy arrays (the inverse of rows_to_table)."""
+    arrays = {n: column_to_numpy(table.column(n), n) for n in ARRAY_SHAPES if n in table.column_names}
+    plain = [n for n in table.column_names if n not in ARRAY_SHAPES]
+    pyd = table.select(plain).to_pylist()
+    for i, r in enumerate(pyd):
+        for n, lst in arrays.items():
+            r[n] = lst[i]
+    return pyd
