@@ -83,7 +83,8 @@ ARRAY_SHAPES = {  # per-frame trailing shape and dtype of each array column
     "joints3d": ((2, NUM_JOINTS, 3), np.float32),
     "keypoints2d": ((2, NUM_JOINTS, 2), np.float32),
 }
-REQUIRED = [f.name for f in CLIP_SCHEMA if not f.nullable]
+# created_at may be left out of a row: rows_to_table stamps it with the write time.
+REQUIRED = [f.name for f in CLIP_SCHEMA if not f.nullable and f.name != "created_at"]
 
 
 class RowValidationError(ValueError):

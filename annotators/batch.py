@@ -1,0 +1,118 @@
+"""One batch of build-3dhiw: annotate each video, write one shard, then mark the videos done.
+
+The order is what makes a build safe to kill at any moment (see storage/resume.py):
+the shard (atomic, deterministic name from the batch's video ids) is written before any
+video of the batch is marked done; a bad video is quarantined and a video that still
+fails after the caller's retries is marked failed, and neither stops the batch.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from annotators.errors import BadVideoError
+from annotators.inputs import VideoInput
+from storage.ledger import Ledger
+from storage.resume import batch_key
+from storage.writer import write_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did (returned by the flow's batch task)."""
+
+    key: str
+    shard: str | None = None
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # video_id -> error
+    quarantined: dict[str, str] = field(default_factory=dict)  # video_id -> reason
+    clips: int = 0
+    frames: int = 0  # frames of the written clips
+
+
+class Progress:
+    """Thread-safe counters of the builds running in this process (drawn by `clutch build`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset(0)
+
+    def reset(self, total: int) -> None:
+        with self._lock:
+            self.total, self.done, self.failed, self.quarantined = total, 0, 0, 0
+            self.clips, self.frames = 0, 0  # frames: 15 fps timeline frames annotated
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def video_callback(self):
+        """A `progress(frames_done, frames_total)` callback for one video's annotation."""
+        last = 0
+
+        def report(done: int, total: int) -> None:
+            nonlocal last
+            self.add(frames=max(0, done - last))
+            last = done
+
+        return report
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {k: getattr(self, k) for k in ("total", "done", "failed", "quarantined", "clips", "frames")}
+
+
+PROGRESS = Progress()
+
+# Annotate one video: returns its VideoResult, raises BadVideoError for bad input, or raises the
+# last transient error once the caller's retries are spent.
+Annotate = Callable[[VideoInput], Any]
+
+
+def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: Annotate,
+              progress: Progress = PROGRESS) -> BatchOutcome:
+    """Annotate `videos`, write their clips as shard part-<batch_key>.parquet, mark them in the ledger."""
+    ledger = Ledger(dataset_dir)
+    out = BatchOutcome(batch_key([v.video_id for v in videos]))
+    rows: list[dict] = []
+    finished: list[VideoInput] = []
+    for v in videos:
+        ledger.mark_running(v.video_id)
+        try:
+            result = annotate(v)
+        except BadVideoError as e:
+            reason = str(e) if v.path in str(e) else f"{v.path}: {e}"
+            ledger.mark_quarantined(v.video_id, reason)
+            out.quarantined[v.video_id] = reason
+            progress.add(quarantined=1)
+            log.warning("quarantined %s", reason)
+            continue
+        except Exception as e:  # retries are spent: keep the error text for --retry-failed
+            error = f"{v.path}: {type(e).__name__}: {e}"
+            ledger.mark_failed(v.video_id, error)
+            out.failed[v.video_id] = error
+            progress.add(failed=1)
+            log.error("failed %s", error)
+            continue
+        ledger.record_dropped(v.video_id, [(None, None, reason, v.path)
+                                           for reason, n in result.dropped for _ in range(int(n))])
+        rows.extend(result.rows)
+        finished.append(v)
+        out.clips += len(result.rows)
+        out.frames += sum(int(r["num_frames"]) for r in result.rows)
+        progress.add(clips=len(result.rows))
+    if rows:
+        out.shard = write_shard(dataset_dir, out.key, rows).name
+    with_clips = {r["video_id"] for r in rows}
+    for v in finished:  # only now: the shard holding their clips is complete on disk
+        ledger.mark_done(v.video_id, out.shard if v.video_id in with_clips else None)
+        out.done.append(v.video_id)
+        progress.add(done=1)
+    return out
+

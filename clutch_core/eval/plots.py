@@ -1,0 +1,131 @@
+"""Report figures (matplotlib, Agg backend, PNG)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TABLE_COLUMNS = [
+    ("r_precision_top1", "R@1"), ("r_precision_top2", "R@2"), ("r_precision_top3", "R@3"),
+    ("fid", "FID"), ("mm_dist", "MM-Dist"), ("diversity", "Diversity"), ("multimodality", "MModality"),
+    ("mpjpe_mm", "MPJPE mm"), ("pa_mpjpe_mm", "PA-MPJPE mm"), ("accel_error_mm", "Accel mm/f²"),
+]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fmt(row: dict[str, float], key: str) -> str:
+    if key not in row or row[key] is None or (isinstance(row[key], float) and np.isnan(row[key])):
+        return "-"
+    ci = row.get(f"{key}_ci95")
+    return f"{row[key]:.3f}" + (f" ±{ci:.3f}" if ci else "")
+
+
+def table_columns(table: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
+    return [(k, n) for k, n in TABLE_COLUMNS if any(k in r for r in table.values())]
+
+
+def metrics_table(table: dict[str, dict[str, float]], path: Path) -> Path:
+    plt = _plt()
+    cols = table_columns(table)
+    cells = [[fmt(r, k) for k, _ in cols] for r in table.values()]
+    fig, ax = plt.subplots(figsize=(1.4 * len(cols) + 1.6, 0.5 * len(table) + 1.0))
+    ax.axis("off")
+    t = ax.table(cellText=cells, rowLabels=list(table), colLabels=[n for _, n in cols], loc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.scale(1, 1.4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by an interrupted run
+    return out
+
+
+def training_curves(run: Path, path: Path) -> Path | None:
+    """Every numeric *loss* series of every JSONL log under RUN, one panel per log."""
+    logs = sorted(p for p in Path(run).rglob("*.jsonl"))
+    series = []
+    for p in logs:
+        recs = read_jsonl(p)
+        keys = sorted({k for r in recs for k, v in r.items() if "loss" in k and isinstance(v, (int, float))})
+        if keys:
+            series.append((p, recs, keys))
+    if not series:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
+    for ax, (p, recs, keys) in zip(axes[0], series):
+        xkey = next((k for k in ("step", "epoch", "iter") if all(k in r for r in recs)), None)
+        ys = []
+        for k in keys:
+            pts = [(r[xkey] if xkey else i, r[k]) for i, r in enumerate(recs) if isinstance(r.get(k), (int, float))]
+            ax.plot(*zip(*pts), label=k)
+            ys += [y for _, y in pts]
+        ax.set_title(str(p.relative_to(run)), fontsize=9)
+        ax.set_xlabel(xkey or "record")
+        if min(ys) > 0:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def codebook_usage(counts: dict[str, np.ndarray], path: Path) -> Path:
+    """Sorted code frequencies per codebook (a flat curve = well-used codebook)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 3.2), squeeze=False)
+    for ax, (name, c) in zip(axes[0], counts.items()):
+        c = np.sort(np.asarray(c))[::-1]
+        used = int((c > 0).sum())
+        ax.bar(np.arange(len(c)), c, width=1.0)
+        ax.set_title(f"{name}: {used}/{len(c)} codes used", fontsize=9)
+        ax.set_xlabel("code (sorted by frequency)")
+        ax.set_ylabel("count")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def error_by_length(per_clip: list[tuple[int, float]], path: Path, label: str = "MPJPE (mm)") -> Path:
+    """Per-clip error against clip length with binned means."""
+    plt = _plt()
+    pts = np.array([p for p in per_clip if np.isfinite(p[1])], dtype=float).reshape(-1, 2)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if len(pts):
+        ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.5, label="clip")
+        edges = np.linspace(pts[:, 0].min(), pts[:, 0].max() + 1, 7)
+        which = np.digitize(pts[:, 0], edges) - 1
+        centers = [(edges[i] + edges[i + 1]) / 2 for i in range(6) if (which == i).any()]
+        means = [pts[which == i, 1].mean() for i in range(6) if (which == i).any()]
+        ax.plot(centers, means, "r-o", label="bin mean")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("clip length (frames at 15 fps)")
+    ax.set_ylabel(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,267 @@
+"""From per-frame 2D/3D hand detections to clean camera-frame two-hand motion.
+
+Steps (each a function, composed by annotators.pipeline):
+1. `associate`: detections -> left/right slots over time: tracklets by motion
+   continuity, each tracklet's side by its summed handedness votes (see there).
+2. `lift_to_camera`: wrist translation from the 2D-3D correspondences of the metric,
+   hand-centred 3D landmarks and the 2D keypoints (closed-form least squares; see there
+   why not a full PnP) -> 21 joints in the camera frame.
+3. `fill_gaps` (linear, gaps <= max_gap frames) and `smooth` (Savitzky-Golay per present
+   run, as the paper).
+4. `to_motion`: skeleton IK (clutch_core.hands.motion.joints_to_motion) -> [T, 198],
+   translation shifted so the first valid wrist of the clip is the origin.
+5. `quality`: the schema's quality struct.
+
+Default intrinsics (no calibration in the manifest): fx = fy = 0.5 * max(W, H), principal
+point at the image centre, i.e. a 90 degree field of view across the long side. Head-
+mounted egocentric cameras are wide (GoPro linear ~90 deg, wide modes up to ~120 deg);
+the classic 0.8 * max(W, H) (~64 deg) puts hands about 1.6x too far for such footage.
+Only the wrist depth depends on it (depth scales with fx); hand shape does not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_CENTROID = (0, 5, 9, 13, 17)  # wrist and MCPs: stable under finger motion
+
+
+@dataclass
+class HandTracks:
+    """Two slots (0 = left, 1 = right) per frame, T frames."""
+
+    kp2d: np.ndarray  # float32 [T, 2, 21, 2] pixels, NaN absent
+    world: np.ndarray  # float32 [T, 2, 21, 3] hand-centred metres, NaN absent
+    score: np.ndarray  # float32 [T, 2] probability that the detection is this slot's side
+    present: np.ndarray  # bool [T, 2]
+
+    def __getitem__(self, sl: slice) -> "HandTracks":
+        return HandTracks(self.kp2d[sl], self.world[sl], self.score[sl], self.present[sl])
+
+
+def default_intrinsics(width: int, height: int) -> np.ndarray:
+    """[fx, fy, cx, cy] for an uncalibrated wide egocentric camera (see module docstring)."""
+    f = 0.5 * max(width, height)
+    return np.array([f, f, width / 2.0, height / 2.0], np.float32)
+
+
+def _side_logodds(label: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """log p(right) / p(left) of each detection from its label and confidence ([T, N])."""
+    s = np.clip(score, 0.5, 0.999)
+    lo = np.log(s / (1 - s))
+    return np.where(label == 1, lo, -lo) * (label >= 0)
+
+
+def _tracklets(cents: np.ndarray, valid: np.ndarray, gate: float, max_skip: int) -> np.ndarray:
+    """Link detections over time by centroid distance -> tracklet id [T, N] (-1 = none).
+
+    A detection continues the nearest tracklet seen in the last max_skip + 1 frames when it
+    is within gate * (1 + frames since) pixels; otherwise it starts a new tracklet.
+    """
+    t_len, n = valid.shape
+    ids = np.full((t_len, n), -1, int)
+    last: dict[int, tuple[int, np.ndarray]] = {}  # tracklet -> (frame, centroid)
+    for t in range(t_len):
+        pairs = []
+        for j in np.flatnonzero(valid[t]):
+            for k, (tf, c) in last.items():
+                gap = t - tf
+                if gap <= max_skip + 1:
+                    d = float(np.linalg.norm(cents[t, j] - c))
+                    if d < gate * (1 + 0.5 * (gap - 1)):
+                        pairs.append((d, int(j), k))
+        used_j, used_k = set(), set()
+        for d, j, k in sorted(pairs):
+            if j not in used_j and k not in used_k:
+                ids[t, j] = k
+                used_j.add(j), used_k.add(k)
+        for j in np.flatnonzero(valid[t]):
+            if ids[t, j] < 0:
+                ids[t, j] = len(last) if not last else max(last) + 1
+            last[int(ids[t, j])] = (t, cents[t, j])
+    return ids
+
+
+def associate(kp2d, world, label, score, diag: float, gate: float = 0.08, max_skip: int = 5,
+              dedup: float = 0.03) -> HandTracks:
+    """Detections [T, N, ...] (N any, label -1 = none) -> left/right HandTracks.
+
+    1. Duplicates (centroids closer than dedup * diagonal) keep the more confident one.
+    2. Detections are linked into tracklets by motion continuity (`_tracklets`, gate as a
+       fraction of the image diagonal per frame, bridging up to max_skip missing frames).
+    3. Each tracklet takes the side its summed handedness votes favour (log-odds); when
+       two tracklets that share frames want the same side, the weaker one takes the other.
+       A single mislabelled frame therefore cannot swap the hands, a consistent label does.
+    4. Chirality: a hand whose 3D landmarks look like the other side (the tracker
+       confused palm and back, a depth ambiguity of one view) gets its depth mirrored
+       (z -> -z about the hand centre), which leaves the 2D projection as it was.
+    """
+    import torch
+
+    from clutch_core.hands.skeleton import handedness
+
+    t_len, n = label.shape
+    cents = kp2d[:, :, _CENTROID].mean(axis=2)  # [T, N, 2], NaN where no detection
+    valid = label >= 0
+    for t in range(t_len):
+        js = [j for j in np.argsort(-score[t]) if valid[t, j]]
+        for i, j in enumerate(js):
+            if any(np.linalg.norm(cents[t, j] - cents[t, k]) < dedup * diag for k in js[:i] if valid[t, k]):
+                valid[t, j] = False
+    ids = _tracklets(cents, valid, gate * diag, max_skip)
+    votes = _side_logodds(label, score)
+    tids = [int(k) for k in np.unique(ids[ids >= 0])]
+    strength = {k: float(votes[ids == k].sum()) for k in tids}
+    side_of: dict[int, int] = {}
+    taken = np.zeros((t_len, 2), bool)
+    for k in sorted(tids, key=lambda k: -abs(strength[k])):
+        frames = np.flatnonzero((ids == k).any(1))
+        want = int(strength[k] > 0)
+        side = want if not taken[frames, want].any() else 1 - want
+        side_of[k] = side
+        taken[frames, side] = True  # a third overlapping tracklet loses its shared frames below
+
+    out = HandTracks(
+        np.full((t_len, 2, 21, 2), np.nan, np.float32),
+        np.full((t_len, 2, 21, 3), np.nan, np.float32),
+        np.zeros((t_len, 2), np.float32),
+        np.zeros((t_len, 2), bool),
+    )
+    looks_left = handedness(torch.from_numpy(np.nan_to_num(world))).numpy()  # [T, N]
+    for t, j in zip(*np.nonzero(ids >= 0)):
+        h = side_of[int(ids[t, j])]
+        if out.present[t, h]:
+            continue
+        w = world[t, j].copy()
+        if looks_left[t, j] != (h == 0):
+            w[:, 2] *= -1
+        p_right = 1.0 / (1.0 + np.exp(-votes[t, j]))
+        out.kp2d[t, h], out.world[t, h] = kp2d[t, j], w
+        out.score[t, h], out.present[t, h] = (p_right if h == 1 else 1 - p_right), True
+    return out
+
+
+def solve_translation(world: np.ndarray, kp2d: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Camera translation t of hand-centred points so that world + t projects onto kp2d.
+
+    world [21, 3] metres (camera-aligned axes), kp2d [21, 2] pixels -> t [3]. Each point
+    gives two equations linear in t: fx (X + tx) = (u - cx)(Z + tz), same for y.
+    """
+    fx, fy, cx, cy = [float(x) for x in intrinsics]
+    du, dv = kp2d[:, 0] - cx, kp2d[:, 1] - cy
+    n = len(world)
+    zero, ones = np.zeros(n), np.ones(n)
+    a = np.concatenate([np.stack([fx * ones, zero, -du], 1), np.stack([zero, fy * ones, -dv], 1)])
+    b = np.concatenate([du * world[:, 2] - fx * world[:, 0], dv * world[:, 2] - fy * world[:, 1]])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def lift_to_camera(tracks: HandTracks, intrinsics: np.ndarray, max_reproj: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Place each present hand in the camera frame -> (joints3d float32 [T, 2, 21, 3] metres, ok [T, 2]).
+
+    MediaPipe's world landmarks are metric and already in camera orientation (on the
+    sample video the 2D and 3D wrist-to-middle-MCP directions agree, cosine >= 0.98), so
+    only the translation is unknown and `solve_translation` finds it in closed form. A
+    full PnP (cv2.solvePnP, SQPnP) also re-estimates the rotation and, the palm being
+    nearly planar, flips it between frames (jumps up to 170 degrees measured); its
+    translation is no better. Hands that land behind the camera or reproject worse than
+    max_reproj * image diagonal are dropped.
+    """
+    fx, fy, cx, cy = [float(x) for x in intrinsics]
+    diag = 2.0 * float(np.hypot(cx, cy))
+    t_len = len(tracks.present)
+    joints = np.full((t_len, 2, 21, 3), np.nan, np.float32)
+    ok = np.zeros((t_len, 2), bool)
+    for t, h in zip(*np.nonzero(tracks.present)):
+        w = tracks.world[t, h].astype(np.float64)
+        p = tracks.kp2d[t, h].astype(np.float64)
+        cam = w + solve_translation(w, p, intrinsics)
+        if not (np.isfinite(cam).all() and (cam[:, 2] > 0.02).all()):
+            continue
+        proj = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], 1)
+        if np.linalg.norm(proj - p, axis=1).mean() <= max_reproj * diag:
+            joints[t, h], ok[t, h] = cam, True
+    return joints, ok
+
+
+def fill_gaps(joints: np.ndarray, kp2d: np.ndarray, present: np.ndarray, max_gap: int = 5):
+    """Linearly interpolate absences of at most max_gap frames between two present frames.
+
+    joints [T, 2, 21, 3], kp2d [T, 2, 21, 2], present [T, 2] -> filled copies of all three.
+    """
+    joints, kp2d, present = joints.copy(), kp2d.copy(), present.copy()
+    for h in range(present.shape[1]):
+        idx = np.flatnonzero(present[:, h])
+        for a, b in zip(idx[:-1], idx[1:]):
+            if 1 < b - a <= max_gap + 1:
+                w = (np.arange(a + 1, b) - a) / (b - a)
+                for arr in (joints, kp2d):
+                    arr[a + 1:b, h] = (1 - w)[:, None, None] * arr[a, h] + w[:, None, None] * arr[b, h]
+                present[a + 1:b, h] = True
+    return joints, kp2d, present
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def smooth(joints: np.ndarray, present: np.ndarray, window: int = 7, polyorder: int = 2) -> np.ndarray:
+    """Savitzky-Golay along time over each present run of each hand ([T, 2, 21, 3] -> same)."""
+    from scipy.signal import savgol_filter
+
+    out = joints.copy()
+    for h in range(present.shape[1]):
+        for a, b in _runs(present[:, h]):
+            n = b - a
+            win = min(window, n if n % 2 else n - 1)
+            if win > polyorder:
+                out[a:b, h] = savgol_filter(joints[a:b, h], win, polyorder, axis=0)
+    return out
+
+
+def to_motion(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Skeleton IK -> motion float32 [T, 198]; translation relative to the clip's first valid wrist."""
+    import torch
+
+    from clutch_core.hands.motion import joints_to_motion
+
+    motion = joints_to_motion(torch.from_numpy(np.asarray(joints, np.float32)), torch.from_numpy(present)).numpy()
+    origin = first_wrist(joints, present)
+    for h in range(2):
+        if present[:, h].any():
+            motion[:, 99 * h + 96:99 * h + 99] -= origin
+    return motion.astype(np.float32)
+
+
+def first_wrist(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Wrist of the first frame with a hand (the left one if both): the clip's origin ([3])."""
+    t = int(np.flatnonzero(present.any(1))[0])
+    h = 0 if present[t, 0] else 1
+    return joints[t, h, 0].astype(np.float32)
+
+
+_BONES = [(p, c) for c, p in enumerate((-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)) if p >= 0]
+
+
+def quality(joints: np.ndarray, present: np.ndarray, score: np.ndarray, fps: float) -> dict[str, float]:
+    """Schema quality struct: presence per hand, jitter (mean |accel| m/s^2), bone-length CV, handedness."""
+    jit, cvs = [], []
+    for h in range(2):
+        p = present[:, h]
+        trip = p[2:] & p[1:-1] & p[:-2]
+        if trip.any():
+            acc = (joints[2:, h] - 2 * joints[1:-1, h] + joints[:-2, h])[trip] * fps**2
+            jit.append(float(np.linalg.norm(acc, axis=-1).mean()))
+        if p.sum() >= 2:
+            j = joints[p, h]
+            bl = np.stack([np.linalg.norm(j[:, c] - j[:, a], axis=-1) for a, c in _BONES], 1)  # [n, 20]
+            cvs.append(float((bl.std(0) / np.maximum(bl.mean(0), 1e-6)).mean()))
+    return {
+        "presence_left": float(present[:, 0].mean()),
+        "presence_right": float(present[:, 1].mean()),
+        "jitter": float(np.mean(jit)) if jit else 0.0,
+        "bone_length_cv": float(np.mean(cvs)) if cvs else 0.0,
+        "handedness_score": float(score[present].mean()) if present.any() else 0.0,
+    }

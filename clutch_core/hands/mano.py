@@ -1,0 +1,193 @@
+"""MANO through smplx: loading (chumpy-free), forward to 778 vertices + 21 joints, and fitting
+MANO to tracked 3D joints.
+
+Joints come back in MediaPipe order: MANO's 16 regressed joints plus 5 fingertip vertices
+(FINGERTIP_VERTEX_IDS: thumb 744, index 320, middle 443, ring 554, pinky 671, as in smplx's
+``vertex_ids['mano']`` and HaMeR), reordered with MANO_TO_MEDIAPIPE.
+
+Parameters follow smplx with ``use_pca=False, flat_hand_mean=True``: ``global_orient`` [..,3] and
+``hand_pose`` [..,45] axis-angle (15 joints in MANO order, zero = flat hand), ``betas`` [..,10],
+``transl`` [..,3] (smplx's: the wrist ends at J_wrist(betas) + transl, not at transl).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .mano_io import MANO_FILES, convert_mano_dir, load_mano_pickle
+from .mano_synthetic import FINGERTIP_VERTEX_IDS
+from .motion import hand_to_vec
+from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .skeleton import MANO_TO_MEDIAPIPE, ik
+
+__all__ = [
+    "FINGERTIP_VERTEX_IDS",
+    "load_mano",
+    "find_mano_file",
+    "mano_forward",
+    "mano_rest_joints",
+    "fit_mano",
+    "FitConfig",
+    "ManoFit",
+    "load_mano_pickle",
+    "convert_mano_dir",
+]
+
+log = logging.getLogger(__name__)
+_TIPS = (FINGERTIP_VERTEX_IDS["thumb"], FINGERTIP_VERTEX_IDS["index"], FINGERTIP_VERTEX_IDS["middle"],
+         FINGERTIP_VERTEX_IDS["ring"], FINGERTIP_VERTEX_IDS["pinky"])  # MANO 21-joint order 16..20
+
+
+def find_mano_file(model_path: str | Path, side: str) -> Path:
+    """MANO_{RIGHT,LEFT}.pkl given the file itself, its folder, or a folder with a `mano/` subfolder
+    (the layout smplx.create expects)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    p = Path(model_path)
+    if p.is_file():
+        return p
+    name = MANO_FILES[0] if side == "right" else MANO_FILES[1]
+    for cand in (p / name, p / "mano" / name):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"{p}: no {name} (looked in {p} and {p / 'mano'}); MANO files are not shipped, "
+                            "download them from the MANO website and point here")
+
+
+def load_mano(model_path: str | Path, side: str = "right", num_betas: int = 10, dtype=torch.float32):
+    """An `smplx.MANO` for `side`, read with the chumpy-free loader (official or converted files)."""
+    import smplx
+    from smplx.utils import Struct
+
+    path = find_mano_file(model_path, side)
+    data = load_mano_pickle(path)
+    return smplx.MANO(
+        str(path), is_rhand=side == "right", data_struct=Struct(**data), use_pca=False, flat_hand_mean=True,
+        num_betas=num_betas, dtype=dtype,
+    )
+
+
+def mano_forward(model, global_orient, hand_pose, betas=None, transl=None):
+    """Batched MANO. global_orient [...,3], hand_pose [...,45], betas [...,10] (broadcast),
+    transl [...,3] -> (vertices [...,778,3], joints [...,21,3] MediaPipe order)."""
+    lead = global_orient.shape[:-1]
+    dtype = model.shapedirs.dtype
+    go = global_orient.reshape(-1, 3).to(dtype)
+    hp = hand_pose.reshape(-1, 45).to(dtype)
+    n = go.shape[0]
+    b = torch.zeros(n, model.num_betas, dtype=dtype) if betas is None else betas.to(dtype).expand(lead + (model.num_betas,)).reshape(n, -1)
+    t = torch.zeros(n, 3, dtype=dtype) if transl is None else transl.to(dtype).reshape(n, 3)
+    out = model(global_orient=go, hand_pose=hp, betas=b, transl=t)
+    joints = torch.cat([out.joints, out.vertices[:, list(_TIPS)]], dim=1)[:, list(MANO_TO_MEDIAPIPE)]
+    return out.vertices.reshape(lead + (-1, 3)), joints.reshape(lead + (21, 3))
+
+
+def mano_rest_joints(model, betas=None) -> torch.Tensor:
+    """[21,3] joints of the flat hand (zero pose, zero translation), MediaPipe order."""
+    z = torch.zeros(1, 3, dtype=model.shapedirs.dtype)
+    with torch.no_grad():
+        return mano_forward(model, z, torch.zeros(1, 45, dtype=z.dtype), None if betas is None else betas[None])[1][0]
+
+
+@dataclass
+class FitConfig:
+    """Weights are per squared millimetre of joint error (data term = mean over joints and frames)."""
+
+    iterations: int = 60  # L-BFGS outer steps (each runs up to 20 evaluations)
+    smooth_pose: float = 10.0  # frame-to-frame change of pose (axis-angle, rad^2)
+    smooth_transl: float = 1.0  # frame-to-frame change of translation (mm^2)
+    pose_prior: float = 0.01  # |hand_pose|^2: keeps unobserved twists near the flat hand
+    betas_prior: float = 0.1  # |betas|^2
+    tolerance: float = 1e-7
+
+
+@dataclass
+class ManoFit:
+    """One track's MANO fit (T frames; betas shared by the track)."""
+
+    side: str
+    global_orient: torch.Tensor  # [T,3]
+    hand_pose: torch.Tensor  # [T,45]
+    betas: torch.Tensor  # [10]
+    transl: torch.Tensor  # [T,3] smplx translation
+    joints: torch.Tensor  # [T,21,3] fitted joints, MediaPipe order
+    error_m: torch.Tensor  # [T] mean joint error per frame (m), NaN where the frame was absent
+    seconds: float
+
+    def to_hand_vec(self) -> torch.Tensor:
+        """[T,99] in the CLUTCH motion layout: true MANO rotations, translation = wrist position."""
+        go = axis_angle_to_matrix(self.global_orient)
+        loc = axis_angle_to_matrix(self.hand_pose.reshape(-1, 15, 3))
+        return hand_to_vec(go, loc, self.joints[:, 0])
+
+
+def fit_mano(joints: torch.Tensor, model, side: str = "right", presence: torch.Tensor | None = None,
+             config: FitConfig | None = None) -> ManoFit:
+    """Fit MANO (global orientation, 45 pose, 10 betas shared over the track, translation) to a
+    sequence of 3D joints [T,21,3] (MediaPipe order, metres), all frames at once.
+
+    Initialised in closed form by skeleton IK on the model's own rest joints (so most of the work
+    is done before the optimiser starts), then refined with L-BFGS on joint error + temporal
+    smoothness + weak priors. `presence` [T] bool: absent frames are ignored by the data term and
+    bridged by the smoothness term.
+    """
+    cfg = config or FitConfig()
+    t0 = time.perf_counter()
+    if joints.dim() != 3 or joints.shape[1:] != (21, 3):
+        raise ValueError(f"fit_mano expects joints [T,21,3], got {tuple(joints.shape)}")
+    T = joints.shape[0]
+    dtype = model.shapedirs.dtype
+    obs = joints.to(dtype)
+    valid = torch.isfinite(obs).all(dim=(-1, -2))
+    if presence is not None:
+        valid &= presence.to(torch.bool)
+    if not valid.any():
+        raise ValueError("fit_mano: no frame with finite joints to fit")
+    obs = torch.where(valid[:, None, None], obs, torch.zeros_like(obs))
+    rest = mano_rest_joints(model)  # [21,3]
+    # closed-form init from IK; absent frames take the nearest valid frame's pose
+    idx = torch.arange(T)
+    src = torch.where(valid, idx, -1).cummax(0).values
+    src = torch.where(src < 0, idx[valid][0], src)
+    R0, L, wrist = ik(obs[src], rest=rest, side=side)
+    go = matrix_to_axis_angle(R0).clone().requires_grad_(True)
+    hp = matrix_to_axis_angle(L).reshape(T, 45).clone().requires_grad_(True)
+    tr = (wrist - rest[0]).clone().requires_grad_(True)
+    betas = torch.zeros(model.num_betas, dtype=dtype, requires_grad=True)
+    w = valid.to(dtype)[:, None]
+    opt = torch.optim.LBFGS([go, hp, tr, betas], lr=1, max_iter=20, tolerance_change=cfg.tolerance,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        _, pred = mano_forward(model, go, hp, betas, tr)
+        err = ((pred - obs) * 1000) ** 2  # mm^2
+        loss = (err.sum(-1).mean(-1, keepdim=True) * w).sum() / w.sum()
+        if T > 1:
+            loss = loss + cfg.smooth_pose * ((hp[1:] - hp[:-1]) ** 2).sum(-1).mean()
+            loss = loss + cfg.smooth_pose * ((go[1:] - go[:-1]) ** 2).sum(-1).mean()
+            loss = loss + cfg.smooth_transl * (((tr[1:] - tr[:-1]) * 1000) ** 2).sum(-1).mean()
+        return loss + cfg.pose_prior * (hp ** 2).sum(-1).mean() + cfg.betas_prior * (betas ** 2).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    prev = None
+    for _ in range(cfg.iterations):
+        loss = opt.step(closure).item()
+        if prev is not None and abs(prev - loss) <= cfg.tolerance * max(1.0, abs(loss)):
+            break
+        prev = loss
+    with torch.no_grad():
+        _, pred = mano_forward(model, go, hp, betas, tr)
+        err = (pred - obs).norm(dim=-1).mean(-1)
+        err = torch.where(valid, err, torch.full_like(err, float("nan")))
+    secs = time.perf_counter() - t0
+    log.debug("MANO fit %s: %d frames, %.2f mm mean error, %.1f s", side, T, err.nanmean().item() * 1000, secs)
+    return ManoFit(side, go.detach(), hp.detach(), betas.detach(), tr.detach(), pred.detach(), err, secs)

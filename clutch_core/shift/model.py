@@ -1,0 +1,231 @@
+"""SHIFT and the plain VQ-VAE baseline: 1D convolutional encoders/decoders around EMA quantizers.
+
+Layout of one hand's 99 numbers (storage.schema): 6D global orientation [0:6],
+15 joints x 6D [6:96], wrist translation [96:99].
+
+- SHIFT: two VQ-VAEs. The trajectory one decodes orientation + translation (9 numbers),
+  the pose one the 15 joint rotations (90); both encoders see the whole 99-number hand.
+  Left and right hands share the networks: they are stacked on the batch axis, so one
+  pass serves both. Tokens per latent step: [left-traj, left-pose, right-traj, right-pose].
+- VQVAE (MotionGPT / T2M-GPT tokenizer): one VQ-VAE over the whole 198-number frame,
+  one token per latent step.
+
+Time is downsampled by 2**down (x4 by default): latent step s covers frames [4s, 4s+4).
+A latent step counts as present for a hand when that hand is present in any of its
+frames; an absent hand's tokens are still produced (so every clip has the same
+token layout) and the presence mask travels with them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clutch_core.shift.quantizer import EMAQuantizer
+
+HAND_DIM = 99
+TRAJ_IDX = list(range(0, 6)) + list(range(96, 99))  # 9: global orientation 6D + wrist translation
+POSE_IDX = list(range(6, 96))  # 90: 15 finger joints x 6D
+TOKENIZERS = ("shift", "vqvae")
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "shift"  # shift | vqvae
+    width: int = 512  # conv channels
+    depth: int = 3  # residual blocks per resolution
+    growth: int = 3  # dilation growth: 1, 3, 9
+    down: int = 2  # stride-2 stages: temporal downsampling 2**down
+    codes: int = 4096  # codebook size (each codebook)
+    code_dim: int = 512
+    mu: float = 0.99  # EMA decay of the codebooks
+
+    def __post_init__(self):
+        if self.kind not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.kind!r}")
+
+    @property
+    def stride(self) -> int:
+        return 2 ** self.down
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    """relu -> dilated conv3 -> relu -> conv1, added to the input."""
+
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.proj = nn.Conv1d(width, width, 1)
+
+    def forward(self, x):
+        return x + self.proj(F.relu(self.conv(F.relu(x))))
+
+
+def _res_stack(width: int, depth: int, growth: int, reverse: bool) -> nn.Sequential:
+    dilations = [growth ** i for i in range(depth)]
+    return nn.Sequential(*[ResBlock(width, d) for d in (dilations[::-1] if reverse else dilations)])
+
+
+class Upsample2Conv(nn.Module):
+    """Nearest x2 upsampling followed by conv3, computed without materialising the upsampled signal.
+
+    With y = conv3(up2(x)) and kernel (w0, w1, w2): y[2t] = w0 x[t-1] + (w1+w2) x[t] and
+    y[2t+1] = (w0+w1) x[t] + w2 x[t+1]: one conv2 with 2C outputs on the low-rate signal,
+    2/3 of the multiply-adds, same parameters and same result as the two-step form.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, 3, padding=1)
+
+    def forward(self, x):  # [B, C, T] -> [B, C, 2T]
+        w0, w1, w2 = self.conv.weight.unbind(-1)
+        w = torch.cat([torch.stack([w0, w1 + w2], -1), torch.stack([w0 + w1, w2], -1)], 0)  # [2C, C, 2]
+        y = F.conv1d(F.pad(x, (1, 1)), w, self.conv.bias.repeat(2))  # [B, 2C, T+1]
+        c, t = x.shape[1], x.shape[2]
+        even, odd = y[:, :c, :t], y[:, c:, 1:]
+        return torch.stack([even, odd], -1).reshape(x.shape[0], c, 2 * t)
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_dim: int, cfg: TokenizerConfig):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [nn.Conv1d(in_dim, w, 3, padding=1), nn.ReLU()]
+        for _ in range(cfg.down):
+            layers += [nn.Conv1d(w, w, 4, stride=2, padding=1), _res_stack(w, cfg.depth, cfg.growth, False)]
+        layers.append(nn.Conv1d(w, cfg.code_dim, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):  # [B, in_dim, T] -> [B, code_dim, T / stride]
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, out_dim: int, cfg: TokenizerConfig):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [nn.Conv1d(cfg.code_dim, w, 3, padding=1), nn.ReLU()]
+        for _ in range(cfg.down):
+            layers += [_res_stack(w, cfg.depth, cfg.growth, True), Upsample2Conv(w)]
+        layers += [nn.Conv1d(w, w, 3, padding=1), nn.ReLU(), nn.Conv1d(w, out_dim, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):  # [B, code_dim, S] -> [B, out_dim, S * stride]
+        return self.net(z)
+
+
+class TokenizerOutput(NamedTuple):
+    recon: torch.Tensor  # [B, T, 198] (normalized space)
+    tokens: torch.Tensor  # [B, S, n_streams] int64
+    latent_presence: torch.Tensor  # [B, S, 2] bool
+    commit: torch.Tensor  # scalar, summed over codebooks
+    perplexity: dict[str, torch.Tensor]  # per codebook, on this batch's present latents
+
+
+def latent_presence(presence: torch.Tensor, stride: int) -> torch.Tensor:
+    """presence [B, T, 2] (T a multiple of stride) -> [B, T / stride, 2]: hand seen in any frame of the step."""
+    b, t, h = presence.shape
+    return presence.view(b, t // stride, stride, h).any(2)
+
+
+class MotionTokenizer(nn.Module):
+    """Common interface: forward for training, encode -> tokens, decode tokens -> motion."""
+
+    streams: tuple[str, ...]
+    codebooks: tuple[str, ...]
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 3 or x.shape[-1] != 2 * HAND_DIM or x.shape[1] % self.cfg.stride:
+            raise ValueError(f"motion must be [B, T, 198] with T a multiple of {self.cfg.stride}, got {tuple(x.shape)}")
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """x [B, T, 198] normalized -> tokens [B, T / stride, n_streams]."""
+        return self.forward(x, presence).tokens
+
+
+class SHIFT(MotionTokenizer):
+    streams = ("left_traj", "left_pose", "right_traj", "right_pose")
+    codebooks = ("traj", "pose")
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__(cfg)
+        dims = {"traj": len(TRAJ_IDX), "pose": len(POSE_IDX)}
+        self.encoders = nn.ModuleDict({p: Encoder(HAND_DIM, cfg) for p in self.codebooks})
+        self.quantizers = nn.ModuleDict({p: EMAQuantizer(cfg.codes, cfg.code_dim, cfg.mu) for p in self.codebooks})
+        self.decoders = nn.ModuleDict({p: Decoder(dims[p], cfg) for p in self.codebooks})
+        self.register_buffer("_traj_idx", torch.tensor(TRAJ_IDX), persistent=False)
+        self.register_buffer("_pose_idx", torch.tensor(POSE_IDX), persistent=False)
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor) -> TokenizerOutput:
+        self._check(x)
+        b, t, _ = x.shape
+        hands = x.view(b, t, 2, HAND_DIM).permute(2, 0, 3, 1).reshape(2 * b, HAND_DIM, t)  # [2B, 99, T] left first
+        lp = latent_presence(presence, self.cfg.stride)  # [B, S, 2]
+        mask = lp.permute(2, 0, 1).reshape(2 * b, -1)  # [2B, S]
+        out = x.new_empty(2 * b, HAND_DIM, t)
+        idx, commit, ppl = {}, 0.0, {}
+        for part, cols in (("traj", self._traj_idx), ("pose", self._pose_idx)):
+            zq, idx[part], c, ppl[part] = self.quantizers[part](self.encoders[part](hands), mask)
+            out[:, cols] = self.decoders[part](zq).to(out.dtype)
+            commit = commit + c
+        recon = out.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
+        tr, po = idx["traj"].view(2, b, -1), idx["pose"].view(2, b, -1)
+        tokens = torch.stack([tr[0], po[0], tr[1], po[1]], -1)  # [B, S, 4]
+        return TokenizerOutput(recon, tokens, lp, commit, ppl)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, S, 4] -> motion [B, S * stride, 198] (normalized space)."""
+        b, s, _ = tokens.shape
+        t = s * self.cfg.stride
+        out = torch.empty(2 * b, HAND_DIM, t, device=tokens.device)
+        for part, cols, (l, r) in (("traj", self._traj_idx, (0, 2)), ("pose", self._pose_idx, (1, 3))):
+            ids = torch.cat([tokens[..., l], tokens[..., r]], 0)  # [2B, S]
+            z = self.quantizers[part].lookup(ids).transpose(1, 2)  # [2B, D, S]
+            out[:, cols] = self.decoders[part](z).float()
+        return out.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
+
+
+class VQVAE(MotionTokenizer):
+    streams = ("frame",)
+    codebooks = ("frame",)
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__(cfg)
+        self.encoder = Encoder(2 * HAND_DIM, cfg)
+        self.quantizer = EMAQuantizer(cfg.codes, cfg.code_dim, cfg.mu)
+        self.decoder = Decoder(2 * HAND_DIM, cfg)
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor) -> TokenizerOutput:
+        self._check(x)
+        lp = latent_presence(presence, self.cfg.stride)
+        zq, idx, commit, ppl = self.quantizer(self.encoder(x.transpose(1, 2)), lp.any(-1))
+        recon = self.decoder(zq).transpose(1, 2).float()
+        return TokenizerOutput(recon, idx.unsqueeze(-1), lp, commit, {"frame": ppl})
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, S, 1] -> motion [B, S * stride, 198] (normalized space)."""
+        z = self.quantizer.lookup(tokens[..., 0]).transpose(1, 2)
+        return self.decoder(z).transpose(1, 2).float()
+
+
+def build_tokenizer(cfg: TokenizerConfig) -> MotionTokenizer:
+    return SHIFT(cfg) if cfg.kind == "shift" else VQVAE(cfg)
+
+
+def quantizers(model: MotionTokenizer) -> dict[str, EMAQuantizer]:
+    """Codebook name -> quantizer, for statistics and checkpoints."""
+    return dict(model.quantizers) if isinstance(model, SHIFT) else {"frame": model.quantizer}

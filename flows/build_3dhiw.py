@@ -1,0 +1,169 @@
+"""build-3dhiw: egocentric videos -> clips with 3D hand motion and text -> Parquet shards.
+
+Table of contents (each step's logic lives outside flows/):
+  discover  specs -> videos with content ids            annotators.inputs
+  plan      ledger: settings check, repair, batches     storage.resume
+  batches   per batch (mapped): annotate each video     annotators.pipeline (retried if transient)
+            -> one shard -> mark done                   annotators.batch
+  finalize  DuckDB views, dataset card                  storage.card
+
+Safe to kill at any moment and run again (see storage/resume.py); bad input is quarantined,
+never retried; other errors are retried `retries` times, then the video is marked failed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from annotators.batch import PROGRESS, BatchOutcome, run_batch
+from annotators.errors import BadVideoError
+from annotators.inputs import VideoInput, discover_inputs, narration_table, segments_for
+from flows.config import BuildConfig
+from storage.card import write_card
+from storage.ledger import Ledger
+from storage.resume import check_settings, dataset_lock, plan_batches, reconcile_shards
+
+
+class BuildFailed(RuntimeError):
+    """Some videos failed after their retries; `summary` says which."""
+
+    def __init__(self, summary: dict):
+        self.summary = summary
+        super().__init__(f"{summary['failed']} video(s) failed: {summary['failed_videos']}; "
+                         "rerun with retry_failed=True (clutch build --retry-failed)")
+
+
+def is_transient(task, task_run, state) -> bool:
+    """retry_condition_fn: retry any error except bad input (BadVideoError)."""
+    return not isinstance(state.result(raise_on_failure=False), BadVideoError)
+
+
+@task(name="discover", cache_policy=NO_CACHE)
+def discover(cfg: BuildConfig) -> list[VideoInput]:
+    videos = discover_inputs(cfg.videos)
+    get_run_logger().info("%d videos from %d input spec(s)", len(videos), len(cfg.videos))
+    return videos
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan(cfg: BuildConfig, videos: list[VideoInput]) -> list[list[VideoInput]]:
+    acfg = cfg.annotate_config()
+    ledger = Ledger(cfg.out)
+    check_settings(ledger, acfg.fingerprint(), _settings(acfg))
+    for v in videos:
+        ledger.register(v.video_id, v.path, acfg.fingerprint())
+    repaired = reconcile_shards(ledger, cfg.out)
+    p = plan_batches(ledger, [v.video_id for v in videos], cfg.batch_size,
+                     retry_failed=cfg.retry_failed, include_quarantined=cfg.include_quarantined)
+    by_id = {v.video_id: v for v in videos}
+    skipped = {s: sum(1 for x in p.skipped.values() if x == s) for s in set(p.skipped.values())}
+    get_run_logger().info("%d videos to build in %d batches; skipped %s; repaired %s",
+                          p.num_videos, len(p.batches), skipped or "none", repaired)
+    PROGRESS.reset(p.num_videos)
+    return [[by_id[i] for i in b] for b in p.batches]
+
+
+@task(name="annotate-video", task_run_name="annotate-{video.name}", retry_condition_fn=is_transient,
+      cache_policy=NO_CACHE, persist_result=False)
+def annotate(video: VideoInput, cfg: BuildConfig, narrations: Optional[list] = None):
+    from annotators.pipeline import annotate_video
+
+    return annotate_video(video.path, video.video_id, cfg.annotate_config(), narrations=narrations,
+                          intrinsics=video.intrinsics, progress=PROGRESS.video_callback())
+
+
+@task(name="build-batch", cache_policy=NO_CACHE, persist_result=False)
+def build_batch(batch: list[VideoInput], cfg: BuildConfig) -> BatchOutcome:
+    table = narration_table(cfg.narrations)
+    retried = annotate.with_options(retries=cfg.retries, retry_delay_seconds=cfg.retry_delay_s)
+
+    def annotate_one(v: VideoInput):
+        return retried(v, cfg, segments_for(v, table), return_state=True).result()  # raises its error
+
+    outcome = run_batch(cfg.out, batch, annotate_one)
+    get_run_logger().info("batch %s: %d done, %d failed, %d quarantined, %d clips -> %s", outcome.key,
+                          len(outcome.done), len(outcome.failed), len(outcome.quarantined), outcome.clips,
+                          outcome.shard)
+    return outcome
+
+
+@task(name="finalize", cache_policy=NO_CACHE)
+def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOutcome]) -> dict:
+    stats = write_card(cfg.out)
+    ledger = Ledger(cfg.out)
+    states = {v.video_id: ledger.get(v.video_id).state for v in videos}
+    summary = {
+        "out": cfg.out, "videos": len(videos), "built": sum(len(o.done) for o in outcomes),
+        "clips_new": sum(o.clips for o in outcomes), "clips_total": stats["clips"],
+        **{s: sum(1 for x in states.values() if x == s) for s in ("done", "failed", "quarantined")},
+        "failed_videos": [v.path for v in videos if states[v.video_id] == "failed"],
+        "quarantined_videos": [v.path for v in videos if states[v.video_id] == "quarantined"],
+        "dropped_clips": stats["dropped_clips"],
+    }
+    get_run_logger().info("dataset %s: %d clips; this run's videos: %d done, %d failed, %d quarantined",
+                          cfg.out, stats["clips"], summary["done"], summary["failed"], summary["quarantined"])
+    return summary
+
+
+@flow(name="build-3dhiw", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def build_3dhiw(
+    videos: list[str],
+    out: str,
+    batch_size: int = 4,
+    retry_failed: bool = False,
+    include_quarantined: bool = False,
+    narrations: Optional[str] = None,
+    tracker: Optional[str] = None,
+    tracker_repo: Optional[str] = None,
+    mano_dir: Optional[str] = None,
+    vlm: Optional[str] = None,
+    annotate: Optional[dict] = None,
+    task_runner: Literal["thread", "dask", "ray"] = "thread",
+    workers: int = 2,
+    retries: int = 2,
+    retry_delay_s: float = 5.0,
+) -> dict:
+    """Build (or resume) the 3D-HIW dataset in `out` from videos, folders, globs or manifests."""
+    cfg = BuildConfig(
+        videos=tuple(videos), out=os.path.abspath(out), batch_size=batch_size, retry_failed=retry_failed,
+        include_quarantined=include_quarantined, narrations=narrations, tracker=tracker, tracker_repo=tracker_repo,
+        mano_dir=mano_dir, vlm=vlm, annotate=dict(annotate or {}), task_runner=task_runner, workers=workers,
+        retries=retries, retry_delay_s=retry_delay_s)
+    with dataset_lock(cfg.out):
+        found = discover(cfg)
+        batches = plan(cfg, found)
+        with make_task_runner(cfg) as runner:
+            futures = runner.map(build_batch, {"batch": batches, "cfg": unmapped(cfg)})
+            futures.wait()  # every batch finishes before an error of one is raised
+            outcomes = futures.result()
+        summary = finalize(cfg, found, outcomes)
+    if summary["failed"]:
+        raise BuildFailed(summary)
+    return summary
+
+
+def make_task_runner(cfg: BuildConfig):
+    """The runner for the batches: threads here, or a Dask / Ray cluster when installed."""
+    if cfg.task_runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise RuntimeError("task_runner='dask' needs prefect-dask: pip install 'clutch[dask]'") from None
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1})
+    if cfg.task_runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise RuntimeError("task_runner='ray' needs prefect-ray: pip install 'clutch[ray]'") from None
+        return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers})
+    return ThreadPoolTaskRunner(max_workers=cfg.workers)
+
+
+def _settings(acfg) -> dict:
+    import dataclasses
+
+    return {k: v for k, v in dataclasses.asdict(acfg).items()} if dataclasses.is_dataclass(acfg) else {}

@@ -1,0 +1,80 @@
+"""The dataset card: what is in a dataset, as markdown (DATASET/card/card.md) and a length histogram.
+
+Dropped clips come from the ledger table `dropped_clips` (video_id, start_s, end_s, reason,
+detail), which the build writes through Ledger.record_dropped.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from storage.catalog import connect
+from storage.ledger import LEDGER_FILE, Ledger
+from storage.schema import FPS
+
+CARD_DIR = "card"
+
+
+def _table(header: list[str], rows: list[tuple]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return out
+
+
+def write_card(dataset_dir: str | os.PathLike) -> str:
+    """Compute the card, write card.md and length_hist.png under DATASET/card/, return the markdown."""
+    d = Path(dataset_dir)
+    con = connect(d)
+    total = con.execute("SELECT count(*), count(DISTINCT video_id), coalesce(sum(num_frames), 0) FROM clips").fetchone()
+    if total[0] == 0:
+        raise ValueError(f"dataset {d} has no clips (no shard in {d / 'shards'})")
+    out_dir = d / CARD_DIR
+    out_dir.mkdir(exist_ok=True)
+    md = [f"# Dataset card: {d.name}", "",
+          f"{total[0]} clips from {total[1]} videos, {total[2] / FPS / 3600:.2f} hours at {FPS:g} fps.", ""]
+
+    md += ["## Splits", ""] + _table(["split", "clips", "videos", "hours", "mean length (s)"], con.sql(
+        f"SELECT split, count(*), count(DISTINCT video_id), sum(num_frames) / {FPS} / 3600, "
+        f"avg(num_frames) / {FPS} FROM clips GROUP BY split ORDER BY split").fetchall()) + [""]
+
+    md += ["## Hands", ""] + _table(["hand", "mean presence (frames)", "clips with the hand"], [
+        (hand, *con.sql(f"SELECT avg(quality.presence_{hand}), count(*) FILTER (quality.presence_{hand} > 0) "
+                        "FROM clips").fetchone()) for hand in ("left", "right")]) + [""]
+    md += _table(["pose convention", "tracker", "clips"], con.sql(
+        "SELECT pose_convention, tracker.name || ' ' || tracker.version, count(*) FROM clips "
+        "GROUP BY ALL ORDER BY 3 DESC").fetchall()) + [""]
+
+    md += ["## Captions", ""] + _table(["source", "captions", "clips"], con.sql(
+        "SELECT source, count(*), count(DISTINCT clip_id) FROM captions GROUP BY source ORDER BY 2 DESC").fetchall())
+    md += [""]
+
+    if (d / LEDGER_FILE).exists():
+        ledger = Ledger(d)
+        md += ["## Build", "", "Videos per state: " + ", ".join(f"{k} {v}" for k, v in ledger.counts().items()), ""]
+        dropped = ledger.dropped_counts()
+        md += ["Dropped clips by reason:", ""] + (_table(["reason", "clips"], list(dropped.items()))
+                                                  if dropped else ["none recorded"]) + [""]
+
+    lengths = [r[0] for r in con.sql("SELECT num_frames FROM clips").fetchall()]
+    _histogram(lengths, out_dir / "length_hist.png")
+    md += ["## Clip lengths", "", "![clip length histogram](length_hist.png)", ""]
+    text = "\n".join(md)
+    (out_dir / "card.md").write_text(text)
+    return text
+
+
+def _histogram(num_frames: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.hist([n / FPS for n in num_frames], bins=48, range=(0, 9.6), color="#3a6ea5")
+    ax.set_xlabel("clip length (s)")
+    ax.set_ylabel("clips")
+    ax.set_title(f"{len(num_frames)} clips")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

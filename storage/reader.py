@@ -1,0 +1,198 @@
+"""Read clips from a dataset's shards: as Arrow tables, row dicts, or padded torch batches.
+
+Random access for training goes through a small in-memory index (clip_id -> shard,
+row group, row) built from the scalar columns of every shard footer-first, then reads
+only the row groups and columns it needs with pyarrow. Shards are sorted by clip_id and
+their row groups are small (storage.writer.ROW_GROUP_BYTES), so one clip costs one
+small row group. DuckDB (storage.catalog) is the tool for ad-hoc queries; this path
+avoids SQL planning for the hot loop. Both are measured in BENCHMARKS.md, "Storage".
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, FRAME_DIM, SPLITS, table_to_rows
+from storage.writer import list_shards
+
+_INDEX_COLUMNS = ["clip_id", "video_id", "split", "num_frames"]
+
+
+@dataclass
+class _Shard:
+    path: Path
+    stamp: tuple[int, int]  # (mtime_ns, size): a rewritten shard is re-indexed
+    file: pq.ParquetFile
+    clip_id: np.ndarray  # [N] object
+    video_id: np.ndarray
+    split: np.ndarray
+    num_frames: np.ndarray  # [N] int32
+    row_group: np.ndarray  # [N] int32
+    row_in_group: np.ndarray  # [N] int64
+
+
+def _stamp(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def _index_shard(path: Path) -> _Shard:
+    f = pq.ParquetFile(path)
+    if f.schema_arrow.names != CLIP_SCHEMA.names:
+        raise ValueError(f"{path}: columns {f.schema_arrow.names} differ from storage.schema.CLIP_SCHEMA")
+    t = f.read(columns=_INDEX_COLUMNS, use_threads=False)
+    sizes = [f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)]
+    rg = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+    starts = np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
+    return _Shard(path, _stamp(path), f,
+                  np.asarray(t.column("clip_id").to_pylist(), dtype=object),
+                  np.asarray(t.column("video_id").to_pylist(), dtype=object),
+                  np.asarray(t.column("split").to_pylist(), dtype=object),
+                  t.column("num_frames").to_numpy().astype(np.int32),
+                  rg, np.arange(t.num_rows, dtype=np.int64) - starts)
+
+
+class ClipReader:
+    """Random and filtered access to the clips of one dataset folder."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, threads: int = 4):
+        self.dataset_dir = Path(dataset_dir)
+        if not self.dataset_dir.is_dir():
+            raise FileNotFoundError(f"dataset folder {self.dataset_dir} does not exist")
+        self.threads = threads
+        self._shards: dict[Path, _Shard] = {}
+        self._where: dict[str, tuple[Path, int]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Pick up shards written, rewritten or removed since the last call."""
+        paths = list_shards(self.dataset_dir)
+        changed = set(self._shards) - set(paths)
+        for p in paths:
+            old = self._shards.get(p)
+            if old is None or old.stamp != _stamp(p):
+                self._shards[p] = _index_shard(p)
+                changed.add(p)
+        for p in set(self._shards) - set(paths):
+            del self._shards[p]
+        if changed:
+            self._where = {}
+            for p, s in self._shards.items():
+                for i, cid in enumerate(s.clip_id):
+                    if cid in self._where:
+                        raise ValueError(f"clip_id {cid!r} is in two shards: {self._where[cid][0].name}, {p.name}")
+                    self._where[cid] = (p, i)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def clip_ids(self, split: str | None = None) -> list[str]:
+        """All clip ids (of one split), in shard order."""
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        out: list[str] = []
+        for s in self._shards.values():
+            out.extend(s.clip_id if split is None else s.clip_id[s.split == split])
+        return out
+
+    def num_frames(self, clip_ids: Sequence[str]) -> np.ndarray:
+        """[B] frame counts from the index (no shard read)."""
+        return np.array([self._shards[p].num_frames[i] for p, i in self._locate(clip_ids)], dtype=np.int64)
+
+    def _locate(self, clip_ids: Sequence[str]) -> list[tuple[Path, int]]:
+        try:
+            return [self._where[c] for c in clip_ids]
+        except KeyError as e:
+            raise KeyError(f"clip_id {e.args[0]!r} is not in {self.dataset_dir}") from None
+
+    def read_table(self, clip_ids: Sequence[str] | None = None, split: str | None = None,
+                   columns: Sequence[str] | None = None) -> pa.Table:
+        """Clips as an Arrow table (CLIP_SCHEMA columns), in the order of `clip_ids` when given."""
+        cols = list(columns) if columns is not None else CLIP_SCHEMA.names
+        unknown = set(cols) - set(CLIP_SCHEMA.names)
+        if unknown:
+            raise ValueError(f"unknown column(s) {sorted(unknown)}")
+        if clip_ids is None:
+            clip_ids = self.clip_ids(split)
+        elif split is not None:
+            clip_ids = [c for c in clip_ids if self._shards[self._where[c][0]].split[self._where[c][1]] == split]
+        locs = self._locate(clip_ids)
+        groups: dict[tuple[Path, int], list[int]] = {}  # (shard, row group) -> positions in the output
+        for pos, (p, i) in enumerate(locs):
+            groups.setdefault((p, int(self._shards[p].row_group[i])), []).append(pos)
+        if not groups:
+            return CLIP_SCHEMA.empty_table().select(cols)
+
+        def read(key: tuple[Path, int]) -> pa.Table:
+            p, rg = key
+            s = self._shards[p]
+            rows = [int(s.row_in_group[locs[pos][1]]) for pos in groups[key]]
+            return s.file.read_row_group(rg, columns=cols, use_threads=False).take(rows)
+
+        with ThreadPoolExecutor(max(1, min(self.threads, len(groups)))) as pool:
+            parts = list(pool.map(read, groups))
+        table = pa.concat_tables(parts)
+        order = np.empty(len(locs), dtype=np.int64)  # output position -> row of `table`
+        order[np.concatenate([groups[k] for k in groups])] = np.arange(len(locs))
+        return table.take(order)
+
+    def read_rows(self, clip_ids: Sequence[str] | None = None, split: str | None = None,
+                  columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Clips as row dicts with numpy arrays (storage.schema.table_to_rows)."""
+        return table_to_rows(self.read_table(clip_ids, split, columns))
+
+    def load_batch(self, clip_ids: Sequence[str], pad_to: int | None = None) -> dict[str, Any]:
+        """Padded tensors for training.
+
+        Returns motion float32 [B, T, 198], presence bool [B, T, 2] (False on padding),
+        lengths int64 [B], clip_ids list[str]; T = pad_to or the longest clip.
+        """
+        import torch
+
+        ids = list(clip_ids)
+        t = self.read_table(ids, columns=["motion", "presence"])
+        lengths = self.num_frames(ids)
+        tmax = int(pad_to if pad_to is not None else (lengths.max() if len(ids) else 0))
+        if len(ids) and lengths.max() > tmax:
+            raise ValueError(f"pad_to={pad_to} is shorter than the longest clip ({lengths.max()} frames)")
+        motion = _pad(t.column("motion"), lengths, tmax, (FRAME_DIM,), np.float32)
+        presence = _pad(t.column("presence"), lengths, tmax, (2,), np.bool_)
+        return {"motion": torch.from_numpy(motion), "presence": torch.from_numpy(presence),
+                "lengths": torch.from_numpy(lengths), "clip_ids": ids}
+
+
+def _flat_values(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets [B+1], flat leaf values) of a list<fixed_size_list...> column."""
+    arr = col.combine_chunks()
+    values = arr.values  # unsliced child: offsets index it directly
+    while pa.types.is_fixed_size_list(values.type):
+        values = values.flatten()
+    return arr.offsets.to_numpy(), values.to_numpy(zero_copy_only=False)
+
+
+def _pad(col: pa.ChunkedArray, lengths: np.ndarray, tmax: int, shape: tuple, dtype) -> np.ndarray:
+    """list<fixed_size_list> column -> zero-padded [B, tmax, *shape] array."""
+    offsets, flat = _flat_values(col)
+    flat = flat.reshape(-1, *shape)
+    out = np.zeros((len(lengths), tmax, *shape), dtype=dtype)
+    for b, (a, z) in enumerate(zip(offsets[:-1], offsets[1:])):
+        out[b, : z - a] = flat[a:z]
+    return out
+
+
+def read_rows(dataset_dir: str | os.PathLike, clip_ids: Iterable[str] | None = None, split: str | None = None,
+              columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One-shot helper: ClipReader(dataset_dir).read_rows(...)."""
+    return ClipReader(dataset_dir).read_rows(None if clip_ids is None else list(clip_ids), split, columns)
+
+
+def load_batch(dataset_dir: str | os.PathLike, clip_ids: Sequence[str], pad_to: int | None = None) -> dict[str, Any]:
+    """One-shot helper: ClipReader(dataset_dir).load_batch(...). Keep a ClipReader for repeated batches."""
+    return ClipReader(dataset_dir).load_batch(clip_ids, pad_to)

@@ -1,0 +1,101 @@
+"""Run ledger: states, fingerprints, dropped clips, and several processes reporting at once."""
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from storage.ledger import FingerprintMismatch, Ledger
+
+
+def test_lifecycle_and_counts(tmp_path):
+    led = Ledger(tmp_path)
+    for v in ("a", "b", "c", "d"):
+        assert led.register(v, f"/videos/{v}.mp4", "fp1").state == "pending"
+    assert led.claim("a") and not led.claim("a")  # a running video is not claimed twice
+    led.mark_done("a", "part-0.parquet")
+    assert not led.claim("a")  # nothing is done twice
+    led.claim("b")
+    led.mark_failed("b", "decoder crashed")
+    led.claim("c")
+    led.mark_quarantined("c", "not a video")
+    assert led.counts() == {"pending": 1, "running": 0, "done": 1, "failed": 1, "quarantined": 1}
+    a, b = led.get("a"), led.get("b")
+    assert (a.state, a.shard, a.attempts, a.error) == ("done", "part-0.parquet", 1, None)
+    assert a.started_at <= a.finished_at
+    assert (b.state, b.error) == ("failed", "decoder crashed")
+    assert [r.video_id for r in led.by_state("failed", "quarantined")] == ["b", "c"]
+    assert led.claim("b") and led.get("b").attempts == 2 and led.get("b").error is None  # failed: retried
+    assert not led.claim("c")  # quarantined: not retried automatically
+    assert led.requeue_running() == 1 and led.get("b").state == "pending"
+    assert led.get("zzz") is None
+    with pytest.raises(KeyError, match="zzz"):
+        led.mark_done("zzz", None)
+    with pytest.raises(ValueError, match="unknown ledger state"):
+        led.by_state("finished")
+
+
+def test_state_survives_reopen_and_register_keeps_state(tmp_path):
+    Ledger(tmp_path).register("a", "/old/a.mp4", "fp")
+    led = Ledger(tmp_path)
+    led.claim("a")
+    led.mark_done("a", "part-1.parquet")
+    rec = Ledger(tmp_path).register("a", "/renamed/a.mp4", "fp")  # same content, new path
+    assert (rec.state, rec.source_uri) == ("done", "/renamed/a.mp4")
+    assert sqlite3.connect(led.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_fingerprints_are_never_mixed(tmp_path):
+    led = Ledger(tmp_path)
+    led.ensure_fingerprint("fp1")
+    led.ensure_fingerprint("fp1")
+    assert led.fingerprint == "fp1"
+    with pytest.raises(FingerprintMismatch, match="fp1"):
+        led.ensure_fingerprint("fp2")
+    led.register("a", "/a.mp4", "fp1")
+    with pytest.raises(FingerprintMismatch):
+        led.register("a", "/a.mp4", "fp2")
+    led.set_meta("note", "x")
+    assert led.get_meta("note") == "x" and led.get_meta("missing", "d") == "d"
+
+
+def test_dropped_clips_are_replaced_per_video(tmp_path):
+    led = Ledger(tmp_path)
+    led.record_dropped("a", [(0.0, 2.0, "no_hands", None), (2.0, 4.0, "jitter", "12 m/s^2")])
+    led.record_dropped("b", [(0.0, 1.0, "no_hands", None)])
+    led.record_dropped("a", [(0.0, 2.0, "no_hands", None)])  # a rerun of video a replaces its records
+    assert led.dropped_counts() == {"no_hands": 2}
+
+
+def _worker(dataset, wid, n_videos, go, out):
+    led = Ledger(dataset)
+    go.wait()  # all workers start together, so their transactions really interleave
+    for i in range(n_videos):  # every worker registers every video: registration is idempotent
+        led.register(f"v{i:03d}", f"/videos/{i}.mp4", "fp")
+    mine = []
+    while batch := led.claim_batch(2):
+        for rec in batch:
+            led.mark_done(rec.video_id, f"part-{wid}.parquet")
+            mine.append(rec.video_id)
+    out.put((wid, mine))
+
+
+@pytest.mark.slow
+def test_concurrent_workers_claim_each_video_once(tmp_path):
+    n_workers, n_videos = 4, 80
+    ctx = mp.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), w, n_videos, go, out)) for w in range(n_workers)]
+    for p in procs:
+        p.start()
+    go.set()
+    claimed = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    flat = [v for c in claimed.values() for v in c]
+    assert sorted(flat) == [f"v{i:03d}" for i in range(n_videos)]  # each video claimed exactly once
+    led = Ledger(tmp_path)
+    assert led.counts()["done"] == n_videos
+    assert all(r.attempts == 1 for r in led.by_state("done"))
+    for w, vids in claimed.items():
+        assert all(led.get(v).shard == f"part-{w}.parquet" for v in vids)

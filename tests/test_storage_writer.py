@@ -1,0 +1,148 @@
+"""Shard writer: round trip, validation, byte-sized row groups, atomicity under SIGKILL."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from storage.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, RowValidationError, table_to_rows
+from storage.writer import clean_stale_temps, list_shards, write_shard
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Random but contract-valid rows; also used by the SIGKILL child process (same code, no import from tests).
+MAKE_ROWS = textwrap.dedent('''
+    import numpy as np
+    def make_rows(n, seed=0, frames=None, prefix="c"):
+        rng = np.random.default_rng(seed)
+        rows = []
+        for i in range(n):
+            t = int(frames or rng.integers(1, 145))
+            pres = rng.random((t, 2)) > 0.2
+            kp = rng.normal(500, 100, (t, 2, 21, 2)).astype(np.float32)
+            kp[~pres] = np.nan
+            rows.append({
+                "clip_id": f"{prefix}{i:05d}", "video_id": f"v{i // 4}", "source_uri": f"/videos/v{i // 4}.mp4",
+                "start_s": 1.0 * i, "end_s": 1.0 * i + t / 15, "fps": 15.0, "num_frames": t, "split": "train",
+                "motion": rng.normal(size=(t, 198)).astype(np.float32), "presence": pres,
+                "joints3d": rng.normal(size=(t, 2, 21, 3)).astype(np.float32), "keypoints2d": kp,
+                "pose_convention": "skeleton-ik", "captions": [{"source": "test", "text": f"clip {i}"}],
+                "tracker": {"name": "test", "version": "0"},
+                "quality": {"presence_left": 1.0, "presence_right": 1.0, "jitter": 0.0, "bone_length_cv": 0.0,
+                            "handedness_score": 1.0},
+            })
+        return rows
+''')
+exec(MAKE_ROWS)  # defines make_rows
+
+
+def count(dataset: Path) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM '{dataset}/shards/*.parquet'").fetchall()[0][0]
+
+
+def test_round_trip_sorted_and_versioned(tmp_path):
+    rows = make_rows(30, seed=1)[::-1]  # written out of order
+    path = write_shard(tmp_path, "b0", rows)
+    assert path == tmp_path / "shards" / "part-b0.parquet"
+    assert list_shards(tmp_path) == [path]
+    f = pq.ParquetFile(path)
+    assert f.schema_arrow.metadata[SCHEMA_VERSION_KEY] == SCHEMA_VERSION.encode()
+    assert f.metadata.row_group(0).column(0).compression == "ZSTD"
+    back = table_to_rows(f.read())
+    assert [r["clip_id"] for r in back] == sorted(r["clip_id"] for r in rows)
+    by_id = {r["clip_id"]: r for r in rows}
+    for r in back:
+        src = by_id[r["clip_id"]]
+        np.testing.assert_array_equal(r["motion"], src["motion"])
+        np.testing.assert_array_equal(r["presence"], src["presence"])
+        np.testing.assert_array_equal(r["keypoints2d"], src["keypoints2d"])  # NaN where absent, compared equal
+        assert r["captions"] == src["captions"]
+    assert count(tmp_path) == 30
+
+
+def test_row_groups_sized_by_bytes(tmp_path):
+    rows = make_rows(40, seed=2, frames=144)  # ~235 KB raw each
+    f = pq.ParquetFile(write_shard(tmp_path, "rg", rows, row_group_bytes=1 << 20))
+    sizes = [f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)]
+    assert sizes[0] == 4 and sum(sizes) == 40  # 1 MiB / ~235 KB per row
+    f = pq.ParquetFile(write_shard(tmp_path, "rg", rows, row_group_bytes=64 << 20))
+    assert f.num_row_groups == 1
+
+
+def test_bad_row_is_rejected_naming_clip_and_field(tmp_path):
+    rows = make_rows(3)
+    rows[1]["motion"] = rows[1]["motion"][:, :197]
+    with pytest.raises(RowValidationError, match=r"c00001.*motion"):
+        write_shard(tmp_path, "bad", rows)
+    assert list_shards(tmp_path) == []
+    assert not (tmp_path / "shards").exists()  # validated before anything touches the disk
+    with pytest.raises(ValueError, match="shard key"):
+        write_shard(tmp_path, "../escape", make_rows(1))
+
+
+def test_byte_stream_split_option_round_trips(tmp_path):
+    rows = make_rows(5, seed=3)
+    path = write_shard(tmp_path, "bss", rows, byte_stream_split=True)
+    encodings = pq.ParquetFile(path).metadata.row_group(0).column(8).encodings  # motion leaf
+    assert "BYTE_STREAM_SPLIT" in encodings
+    got = duckdb.sql(f"SELECT motion FROM '{path}' WHERE clip_id = 'c00002'").fetchall()[0][0]
+    np.testing.assert_allclose(np.array(got, dtype=np.float32), rows[2]["motion"])
+
+
+CHILD = MAKE_ROWS + textwrap.dedent('''
+    import sys
+    from storage.writer import write_shard
+    rows = make_rows(int(sys.argv[2]), seed=5, frames=144, prefix="big")
+    print("writing", flush=True)
+    write_shard(sys.argv[1], "big", rows)
+    print("done", flush=True)
+''')
+
+
+@pytest.mark.slow
+def test_sigkill_mid_write_never_exposes_a_partial_shard(tmp_path):
+    write_shard(tmp_path, "small", make_rows(7, seed=9))
+    n_big = 400  # ~95 MB raw, seconds to compress and write
+    killed = 0
+    for delay in (0.0, 0.2, 0.6):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(n_big)], cwd=REPO,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "writing"
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "shards").glob(f".part-big.parquet.tmp-{child.pid}-*")):  # the write began
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        n = count(tmp_path)  # DuckDB over the glob still works
+        big = tmp_path / "shards" / "part-big.parquet"
+        assert n == 7 + (n_big if big.exists() else 0)  # all or nothing
+        if big.exists():  # the writer finished before the kill: start the next round clean
+            big.unlink()
+        else:
+            killed += 1
+    assert killed >= 1, "no kill landed mid-write; the shard is too small for this machine"
+    temps = [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]
+    assert temps and not any(p.name.endswith(".parquet") for p in temps)
+    write_shard(tmp_path, "big", make_rows(n_big, seed=5, frames=144, prefix="big"))  # rerun writes it whole
+    assert count(tmp_path) == 7 + n_big
+    assert not [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]  # stale temps cleaned
+
+
+def test_clean_stale_temps_keeps_live_writers(tmp_path):
+    d = tmp_path / "shards"
+    d.mkdir()
+    live = d / f".part-x.parquet.tmp-{os.getpid()}-abcd"
+    dead = d / ".part-y.parquet.tmp-999999999-abcd"
+    live.write_bytes(b"x")
+    dead.write_bytes(b"x")
+    assert clean_stale_temps(d) == [dead]
+    assert live.exists()
