@@ -180,14 +180,14 @@ class VLMCaptioner:
         if looks_local and not Path(model).expanduser().is_dir():
             raise FileNotFoundError(f"VLM model folder not found: {model}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
             self.processor = AutoProcessor.from_pretrained(str(Path(model).expanduser()) if looks_local else model)
+            kw = {"torch_dtype": torch.bfloat16} if self.device.startswith("cuda") else {}
             self.model = AutoModelForImageTextToText.from_pretrained(
-                str(Path(model).expanduser()) if looks_local else model, torch_dtype=dtype
+                str(Path(model).expanduser()) if looks_local else model, **kw
             ).to(self.device).eval()
-        except OSError as e:
-            raise FileNotFoundError(f"cannot load VLM {model!r}: {e}") from e
+        except (OSError, ValueError) as e:  # missing files, not an image-text-to-text model
+            raise FileNotFoundError(f"cannot load VLM {model!r} (need an image-text-to-text model): {e}") from e
         tok = getattr(self.processor, "tokenizer", None)
         if tok is not None:
             tok.padding_side = "left"  # generation appends after the prompt

@@ -190,7 +190,7 @@ def resample_indices(timestamps: np.ndarray, fps: float) -> np.ndarray:
         return np.zeros(0, np.int64)
     last_dur = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0 / fps
     end = ts[-1] + max(last_dur, 0.0)
-    k = int(math.floor((end - ts[0]) * fps + 1e-6))
+    k = int(math.floor((end - ts[0] + 2e-3) * fps))  # 2 ms: millisecond timestamps round
     t = ts[0] + np.arange(k) / fps
     return np.clip(np.searchsorted(ts, t + 1e-6, side="right") - 1, 0, len(ts) - 1).astype(np.int64)
 

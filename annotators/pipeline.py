@@ -53,7 +53,7 @@ class AnnotateConfig:
     max_gap: int = 5
     smooth_window: int = 7
     smooth_polyorder: int = 2
-    mano_dir: str | None = None  # MANO fitting is not wired yet: must stay None (see docs)
+    mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
     # captions
     captioners: tuple[str, ...] = ("narration", "kinematic", "vlm")
     vlm_model: str | None = None  # path or hub id; the 'vlm' captioner runs only when set
@@ -68,8 +68,6 @@ class AnnotateConfig:
     _NOT_OUTPUT = ("vlm_batch_size",)
 
     def __post_init__(self) -> None:
-        if self.mano_dir is not None:
-            raise ValueError("mano_dir: MANO fitting is not available in the annotator yet; leave it unset")
         if self.reader not in ("decord", "pyav"):
             raise ValueError(f"reader must be 'decord' or 'pyav', got {self.reader!r}")
         self.captioners = tuple(self.captioners)
@@ -213,7 +211,7 @@ def annotate_video(
             continue
         j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
         kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
-        motion = lift.to_motion(j, pr)
+        motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir)) if cfg.mano_dir else lift.to_motion(j, pr)
         cid = f"{video_id}-{a:06d}"
         contexts.append(ClipContext(cid, j, pr, motion, cfg.fps, text))
         kept.append((a, b, j, kp, pr, motion, q))
@@ -240,7 +238,7 @@ def annotate_video(
             "presence": pr,
             "joints3d": j,
             "keypoints2d": kp,
-            "pose_convention": "skeleton-ik",
+            "pose_convention": "mano" if cfg.mano_dir else "skeleton-ik",
             "captions": caps,
             "tracker": tracker,
             "quality": q,
@@ -270,6 +268,18 @@ def _merge_counts(dropped: list[tuple[str, int]]) -> list[tuple[str, int]]:
     for reason, n in dropped:
         out[reason] = out.get(reason, 0) + int(n)
     return sorted(out.items())
+
+
+def _mano_models(mano_dir: str) -> dict:
+    """smplx MANO models for both sides, loaded once per thread and folder."""
+    from clutch_core.hands.mano import load_mano
+
+    cache = getattr(_local, "mano", None)
+    if cache is None:
+        cache = _local.mano = {}
+    if mano_dir not in cache:
+        cache[mano_dir] = {side: load_mano(mano_dir, side) for side in ("left", "right")}
+    return cache[mano_dir]
 
 
 def _tracker_identity(cfg: AnnotateConfig) -> dict[str, str]:

@@ -9,6 +9,7 @@ import importlib
 
 DEPLOYMENTS: list[tuple[str, str]] = [
     ("flows.build_3dhiw:build_3dhiw", "local"),
+    ("flows.train_clutch:train_clutch", "local"),
 ]
 
 

@@ -26,7 +26,7 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
     """Compute the card, write card.md and length_hist.png under DATASET/card/, return the markdown."""
     d = Path(dataset_dir)
     con = connect(d)
-    total = con.execute("SELECT count(*), count(DISTINCT video_id), coalesce(sum(num_frames), 0) FROM clips").fetchone()
+    total = con.execute("SELECT count(*), count(DISTINCT video_id), coalesce(sum(num_frames), 0) FROM clips").fetchall()[0]
     if total[0] == 0:
         raise ValueError(f"dataset {d} has no clips (no shard in {d / 'shards'})")
     out_dir = d / CARD_DIR
@@ -40,7 +40,7 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
 
     md += ["## Hands", ""] + _table(["hand", "mean presence (frames)", "clips with the hand"], [
         (hand, *con.sql(f"SELECT avg(quality.presence_{hand}), count(*) FILTER (quality.presence_{hand} > 0) "
-                        "FROM clips").fetchone()) for hand in ("left", "right")]) + [""]
+                        "FROM clips").fetchall()[0]) for hand in ("left", "right")]) + [""]
     md += _table(["pose convention", "tracker", "clips"], con.sql(
         "SELECT pose_convention, tracker.name || ' ' || tracker.version, count(*) FROM clips "
         "GROUP BY ALL ORDER BY 3 DESC").fetchall()) + [""]

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, FRAME_DIM, SPLITS, table_to_rows
+from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, SPLITS, column_to_numpy, table_to_rows
 from storage.writer import list_shards
 
 _INDEX_COLUMNS = ["clip_id", "video_id", "split", "num_frames"]
@@ -162,28 +162,19 @@ class ClipReader:
         tmax = int(pad_to if pad_to is not None else (lengths.max() if len(ids) else 0))
         if len(ids) and lengths.max() > tmax:
             raise ValueError(f"pad_to={pad_to} is shorter than the longest clip ({lengths.max()} frames)")
-        motion = _pad(t.column("motion"), lengths, tmax, (FRAME_DIM,), np.float32)
-        presence = _pad(t.column("presence"), lengths, tmax, (2,), np.bool_)
+        motion = pad_frames(t.column("motion"), "motion", tmax)
+        presence = pad_frames(t.column("presence"), "presence", tmax)
         return {"motion": torch.from_numpy(motion), "presence": torch.from_numpy(presence),
                 "lengths": torch.from_numpy(lengths), "clip_ids": ids}
 
 
-def _flat_values(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets [B+1], flat leaf values) of a list<fixed_size_list...> column."""
-    arr = col.combine_chunks()
-    values = arr.values  # unsliced child: offsets index it directly
-    while pa.types.is_fixed_size_list(values.type):
-        values = values.flatten()
-    return arr.offsets.to_numpy(), values.to_numpy(zero_copy_only=False)
-
-
-def _pad(col: pa.ChunkedArray, lengths: np.ndarray, tmax: int, shape: tuple, dtype) -> np.ndarray:
-    """list<fixed_size_list> column -> zero-padded [B, tmax, *shape] array."""
-    offsets, flat = _flat_values(col)
-    flat = flat.reshape(-1, *shape)
-    out = np.zeros((len(lengths), tmax, *shape), dtype=dtype)
-    for b, (a, z) in enumerate(zip(offsets[:-1], offsets[1:])):
-        out[b, : z - a] = flat[a:z]
+def pad_frames(col: pa.ChunkedArray | pa.Array, name: str, tmax: int) -> np.ndarray:
+    """Array column `name` (motion, presence, ...) of B clips -> zero-padded [B, tmax, *frame shape]."""
+    shape, dtype = ARRAY_SHAPES[name]
+    per_clip = column_to_numpy(col, name)
+    out = np.zeros((len(per_clip), tmax, *shape), dtype=dtype)
+    for b, a in enumerate(per_clip):
+        out[b, : len(a)] = a
     return out
 
 

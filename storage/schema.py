@@ -168,16 +168,22 @@ def _nested_array(arrays: list[np.ndarray], typ: pa.DataType) -> pa.Array:
 
 
 def column_to_numpy(col: pa.ChunkedArray | pa.Array, name: str) -> list[np.ndarray]:
-    """Inverse of _nested_array: one [T, ...] numpy array per row."""
+    """Inverse of _nested_array: one [T, ...] numpy array per row.
+
+    Also accepts variable-size inner lists (what DuckDB returns for these columns, since
+    Parquet has no fixed-size list) as long as every inner list has the contract size.
+    """
     shape, dtype = ARRAY_SHAPES[name]
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     offsets = col.offsets.to_numpy()
     values = col.values
-    while pa.types.is_fixed_size_list(values.type):
+    while pa.types.is_fixed_size_list(values.type) or pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
         values = values.flatten()
     flat = values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     per = int(np.prod(shape))  # `values` is the unsliced child: offsets index it directly
+    if len(offsets) and len(flat) < int(offsets[-1]) * per:
+        raise ValueError(f"column {name!r}: inner lists are shorter than the contract shape {shape}")
     return [flat[a * per:b * per].reshape(b - a, *shape) for a, b in zip(offsets[:-1], offsets[1:])]
 
 

@@ -73,6 +73,8 @@ def _parse_settings(items: list[str]) -> dict:
 
 
 def run_build(args) -> int:
+    import logging
+    import os
     from pathlib import Path
 
     from flows.config import BuildConfig
@@ -90,6 +92,9 @@ def run_build(args) -> int:
         raise CliError(str(e)) from None
     _check_dataset(cfg)
 
+    # The in-process (ephemeral) Prefect server can take long to start on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from flows.build_3dhiw import build_3dhiw
 
     bar = None if args.no_progress else _ProgressBar()
@@ -149,6 +154,10 @@ class _ProgressBar:
 
         from annotators.batch import PROGRESS
 
+        # tqdm's default lock includes a multiprocessing semaphore that a forked child of the
+        # annotators can leave held: a thread lock is all one process with one bar needs.
+        tqdm.set_lock(threading.RLock())
+        tqdm.monitor_interval = 0
         self._progress, self._period = PROGRESS, period_s
         self._bar = tqdm(total=0, unit="video", desc="build-3dhiw", dynamic_ncols=True)
         self._stop = threading.Event()

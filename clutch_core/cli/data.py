@@ -70,8 +70,7 @@ def _query(args) -> int:
         else:
             import pyarrow.csv as pacsv
 
-            table = rel.arrow()
-            table = table.read_all() if hasattr(table, "read_all") else table
+            table = rel.to_arrow_table()
             if args.format == "csv":
                 pacsv.write_csv(table, sys.stdout.buffer)
             else:

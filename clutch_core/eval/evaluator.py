@@ -49,8 +49,8 @@ class EvaluatorConfig:
     text_encoder: str = "minilm"  # minilm | glove
     text_model: str | None = None  # sentence-transformers folder; None = packaged all-MiniLM-L6-v2
     glove: str | None = None  # glove .txt path (text_encoder=glove)
-    dim: int = 256  # joint embedding size
-    hidden: int = 256
+    dim: int = 128  # joint embedding size
+    hidden: int = 128
     epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
@@ -86,7 +86,8 @@ class SentenceCache:
 
     @property
     def dim(self) -> int:
-        return int(self.model().get_sentence_embedding_dimension())
+        m = self.model()
+        return int(getattr(m, "get_embedding_dimension", m.get_sentence_embedding_dimension)())
 
     def model(self):
         if self._model is None:
@@ -217,8 +218,8 @@ def pad_motion(motions: Sequence[np.ndarray], presences: Sequence[np.ndarray]):
     mo = torch.zeros(len(motions), tmax, FRAME_DIM)
     pr = torch.zeros(len(motions), tmax, 2, dtype=torch.bool)
     for i, (m, p) in enumerate(zip(motions, presences)):
-        mo[i, : len(m)] = torch.as_tensor(np.asarray(m, np.float32))
-        pr[i, : len(p)] = torch.as_tensor(np.asarray(p, bool))
+        mo[i, : len(m)] = torch.from_numpy(np.array(m, np.float32))
+        pr[i, : len(p)] = torch.from_numpy(np.array(p, bool))
     return mo, pr, lengths
 
 
@@ -360,7 +361,7 @@ def train_evaluator(clips: Sequence[dict], cfg: EvaluatorConfig, out: Path | Non
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss)
+            tot += float(loss.detach())
         logs.append({"epoch": epoch + 1, "loss": tot / steps, "lr": sched.get_last_lr()[0]})
     ev.eval()
     if out is not None:

@@ -46,33 +46,25 @@ def load_run_tokenizer(run: Path) -> RunTokenizer | None:
 def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Sequence[np.ndarray], batch: int = 32) -> Reconstruction:
     """Reconstruct every clip (padded to the tokenizer stride), pool joint errors, count codes."""
     from clutch_core.hands.motion import motion_to_joints
+    from clutch_core.shift.evaluate import _count_codes  # the tokenizer's own code statistics
 
     model, stats = tok.model.eval(), tok.stats
     stride = model.cfg.stride
     recs: list[np.ndarray] = []
-    names = list(model.codebooks)
-    counts = {n: np.zeros(model.cfg.codes, np.int64) for n in names}
-    # stream index -> codebook name (SHIFT: left_traj, left_pose, right_traj, right_pose)
-    stream_book = [s.split("_")[-1] if len(names) > 1 else names[0] for s in model.streams]
+    counts = {c: torch.zeros(model.cfg.codes, dtype=torch.float64) for c in model.codebooks}
     for s in range(0, len(motions), batch):
         ms, ps = motions[s:s + batch], presences[s:s + batch]
         lengths = [len(m) for m in ms]
         tmax = -(-max(lengths) // stride) * stride
         x = torch.zeros(len(ms), tmax, FRAME_DIM)
-        p = torch.zeros(len(ms), tmax, 2, dtype=torch.bool)
+        p = torch.zeros(len(ms), tmax, 2, dtype=torch.bool)  # padding counts as absent
         for i, (m, pr) in enumerate(zip(ms, ps)):
-            x[i, : len(m)] = torch.from_numpy(np.asarray(m, np.float32))
-            p[i, : len(pr)] = torch.from_numpy(np.asarray(pr, bool))
+            x[i, : len(m)] = torch.from_numpy(np.array(m, np.float32))
+            p[i, : len(pr)] = torch.from_numpy(np.array(pr, bool))
         out = model(stats.normalize(x), p)
-        rec = stats.denormalize(out.recon).numpy()
-        toks = out.tokens.numpy()  # [B, S, streams]
-        lp = out.latent_presence.numpy()  # [B, S, 2]
-        for i, n in enumerate(lengths):
-            recs.append(rec[i, :n].astype(np.float32))
-            for j, book in enumerate(stream_book):
-                hand = 0 if len(model.streams) == 1 or j < len(model.streams) // 2 else 1
-                valid = lp[i, :, hand] if len(model.streams) > 1 else lp[i].any(-1)
-                counts[book] += np.bincount(toks[i, valid, j], minlength=model.cfg.codes)
+        rec = stats.denormalize(out.recon.float()).numpy()
+        recs += [rec[i, :n].astype(np.float32) for i, n in enumerate(lengths)]
+        _count_codes(model, out.tokens, out.latent_presence, counts)
     errors, per_clip = [], []
     for rec, m, pr in zip(recs, motions, presences):
         pj = motion_to_joints(torch.from_numpy(rec)).numpy()
@@ -80,5 +72,6 @@ def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Seq
         e = M.reconstruction_errors(pj, gj, pr)
         errors.append(e)
         per_clip.append((len(m), float(e["mpjpe_mm"].mean()) if e["mpjpe_mm"].size else float("nan")))
-    return Reconstruction(recs, M.pool_errors(errors), {"per_clip_mpjpe": per_clip, "code_counts": counts})
+    code_counts = {c: v.numpy().astype(np.int64) for c, v in counts.items()}
+    return Reconstruction(recs, M.pool_errors(errors), {"per_clip_mpjpe": per_clip, "code_counts": code_counts})
 

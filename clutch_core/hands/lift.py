@@ -9,7 +9,8 @@ Steps (each a function, composed by annotators.pipeline):
 3. `fill_gaps` (linear, gaps <= max_gap frames) and `smooth` (Savitzky-Golay per present
    run, as the paper).
 4. `to_motion`: skeleton IK (clutch_core.hands.motion.joints_to_motion) -> [T, 198],
-   translation shifted so the first valid wrist of the clip is the origin.
+   translation shifted so the first valid wrist of the clip is the origin; or
+   `to_motion_mano`: a MANO fit (clutch_core.hands.mano) when MANO files are given.
 5. `quality`: the schema's quality struct.
 
 Default intrinsics (no calibration in the manifest): fx = fy = 0.5 * max(W, H), principal
@@ -228,6 +229,39 @@ def to_motion(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
     from clutch_core.hands.motion import joints_to_motion
 
     motion = joints_to_motion(torch.from_numpy(np.asarray(joints, np.float32)), torch.from_numpy(present)).numpy()
+    origin = first_wrist(joints, present)
+    for h in range(2):
+        if present[:, h].any():
+            motion[:, 99 * h + 96:99 * h + 99] -= origin
+    return motion.astype(np.float32)
+
+
+def to_motion_mano(joints: np.ndarray, present: np.ndarray, models: dict, fit_config=None) -> np.ndarray:
+    """MANO fit per present hand (clutch_core.hands.mano.fit_mano) -> motion float32 [T, 198].
+
+    models: {"left": smplx MANO, "right": smplx MANO}. Rotations are true MANO parameters
+    (pose_convention 'mano'); absent frames get identity rotations and the nearest earlier
+    (else later) fitted wrist, as in the skeleton-IK path; same origin as `to_motion`.
+    """
+    import torch
+
+    from clutch_core.hands.mano import fit_mano
+    from clutch_core.hands.motion import identity_hand_vec
+
+    t_len = len(present)
+    hands = np.tile(identity_hand_vec().numpy(), (t_len, 2, 1))  # [T, 2, 99]
+    for h, side in enumerate(("left", "right")):
+        p = present[:, h]
+        if not p.any():
+            continue
+        fit = fit_mano(torch.from_numpy(np.asarray(joints[:, h], np.float32)), models[side], side,
+                       torch.from_numpy(p), fit_config)
+        vec = fit.to_hand_vec().detach().float().numpy()
+        hands[p, h] = vec[p]
+        idx = np.flatnonzero(p)
+        src = idx[np.clip(np.searchsorted(idx, np.arange(t_len), side="right") - 1, 0, None)]
+        hands[:, h, 96:] = vec[src, 96:]
+    motion = hands.reshape(t_len, 198)
     origin = first_wrist(joints, present)
     for h in range(2):
         if present[:, h].any():

@@ -22,7 +22,7 @@ from .mano_io import MANO_FILES, convert_mano_dir, load_mano_pickle
 from .mano_synthetic import FINGERTIP_VERTEX_IDS
 from .motion import hand_to_vec
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from .skeleton import MANO_TO_MEDIAPIPE, ik
+from .skeleton import MANO_TO_MEDIAPIPE, MEDIAPIPE_TO_MANO, PARENTS, fk_world, ik
 
 __all__ = [
     "FINGERTIP_VERTEX_IDS",
@@ -32,6 +32,7 @@ __all__ = [
     "mano_rest_joints",
     "fit_mano",
     "FitConfig",
+    "ManoJoints",
     "ManoFit",
     "load_mano_pickle",
     "convert_mano_dir",
@@ -93,13 +94,55 @@ def mano_rest_joints(model, betas=None) -> torch.Tensor:
         return mano_forward(model, z, torch.zeros(1, 45, dtype=z.dtype), None if betas is None else betas[None])[1][0]
 
 
+class ManoJoints:
+    """MANO's 21 joints only, for fitting: exactly what smplx's forward gives for the 16 joints and
+    the 5 fingertip vertices (shape blend, pose correctives and skinning of those 5 vertices), at a
+    fraction of the cost, because the 773 other vertices are never formed."""
+
+    def __init__(self, model):
+        dt = model.shapedirs.dtype
+        reg = model.J_regressor.to(dt)  # [16,778]
+        tips = list(_TIPS)
+        self.J = reg @ model.v_template  # [16,3]
+        self.J_dirs = torch.einsum("jv,vcl->jcl", reg, model.shapedirs)  # [16,3,B]
+        self.tip = model.v_template[tips]  # [5,3]
+        self.tip_dirs = model.shapedirs[tips]  # [5,3,B]
+        self.tip_pose = model.posedirs.reshape(135, -1, 3)[:, tips].reshape(135, 15)  # [135,5*3]
+        self.tip_w = model.lbs_weights[tips]  # [5,16]
+        self.num_betas = model.num_betas
+        self.dtype = dt
+
+    def rest(self, betas: torch.Tensor) -> torch.Tensor:
+        """[B] -> [21,3] flat-hand joints for these betas (MediaPipe order, no pose correctives)."""
+        return torch.cat([self.J + self.J_dirs @ betas, self.tip + self.tip_dirs @ betas])[list(MANO_TO_MEDIAPIPE)]
+
+    def __call__(self, global_orient, hand_pose, betas, transl):
+        """[T,3], [T,45], [B], [T,3] -> joints [T,21,3] MediaPipe order."""
+        T = global_orient.shape[0]
+        R0 = axis_angle_to_matrix(global_orient)
+        L = axis_angle_to_matrix(hand_pose.reshape(T, 15, 3))
+        J = self.J + self.J_dirs @ betas  # [16,3]
+        tip = self.tip + self.tip_dirs @ betas  # [5,3]
+        eye = torch.eye(3, dtype=L.dtype)
+        tip = tip + ((L - eye).reshape(T, 135) @ self.tip_pose).reshape(T, 5, 3)  # pose correctives
+        rest = torch.cat([J, torch.zeros(5, 3, dtype=J.dtype)])[list(MANO_TO_MEDIAPIPE)]  # tips unused here
+        joints, Rw = fk_world(R0, L, J[0] + transl, rest)  # Rw [T,16,3,3] MANO order
+        pj = joints[:, list(MEDIAPIPE_TO_MANO[:16])]  # [T,16,3] posed MANO joints
+        # linear blend skinning of the tips: sum_j w_j (p_j + R_j (v - J_j))
+        local = tip[:, :, None, :] - J  # [T,5,16,3]
+        skinned = pj[:, None] + (Rw[:, None] @ local[..., None])[..., 0]  # [T,5,16,3]
+        tips = (self.tip_w[None, :, :, None] * skinned).sum(2)  # [T,5,3]
+        mp_tip = [MANO_TO_MEDIAPIPE.index(16 + k) for k in range(5)]
+        return joints.index_copy(1, torch.tensor(mp_tip), tips)
+
+
 @dataclass
 class FitConfig:
     """Weights are per squared millimetre of joint error (data term = mean over joints and frames)."""
 
     iterations: int = 60  # L-BFGS outer steps (each runs up to 20 evaluations)
-    smooth_pose: float = 10.0  # frame-to-frame change of pose (axis-angle, rad^2)
-    smooth_transl: float = 1.0  # frame-to-frame change of translation (mm^2)
+    smooth_pose: float = 10.0  # second difference over frames of the pose (axis-angle, rad^2)
+    smooth_transl: float = 1.0  # second difference over frames of the translation (mm^2)
     pose_prior: float = 0.01  # |hand_pose|^2: keeps unobserved twists near the flat hand
     betas_prior: float = 0.1  # |betas|^2
     tolerance: float = 1e-7
@@ -125,6 +168,29 @@ class ManoFit:
         return hand_to_vec(go, loc, self.joints[:, 0])
 
 
+def _init_betas(joint_fn: ManoJoints, obs: torch.Tensor, side: str, prior: float) -> torch.Tensor:
+    """Ridge least squares for betas: observed bones [V,21,3], brought into the rest frame by the
+    IK rotations at betas = 0, against the model's linear rest bones base + dirs @ betas."""
+    B = joint_fn.num_betas
+    zero = torch.zeros(B, dtype=obs.dtype)
+    rest0 = joint_fn.rest(zero)
+    R0, L, wrist = ik(obs, rest=rest0, side=side)
+    _, Rw = fk_world(R0, L, wrist, rest0)  # [V,16,3,3]
+    child = torch.arange(1, 21)
+    parent = torch.tensor(PARENTS[1:])
+    R_bone = Rw[:, [MANO_TO_MEDIAPIPE[p] for p in PARENTS[1:]]]  # [V,20,3,3]
+    seen = (R_bone.transpose(-1, -2) @ (obs[:, child] - obs[:, parent])[..., None])[..., 0]  # [V,20,3]
+    dirs = torch.cat([joint_fn.J_dirs, joint_fn.tip_dirs])[list(MANO_TO_MEDIAPIPE)]  # [21,3,B]
+    A = (dirs[child] - dirs[parent]).reshape(60, B) * 1000  # mm per unit beta
+    y = (seen.mean(0) - (rest0[child] - rest0[parent])).reshape(60) * 1000
+    V = obs.shape[0]
+    return torch.linalg.solve(V * A.T @ A + prior * torch.eye(B, dtype=A.dtype), V * A.T @ y)
+
+
+def _accel(x: torch.Tensor) -> torch.Tensor:
+    return x[2:] - 2 * x[1:-1] + x[:-2]
+
+
 def fit_mano(joints: torch.Tensor, model, side: str = "right", presence: torch.Tensor | None = None,
              config: FitConfig | None = None) -> ManoFit:
     """Fit MANO (global orientation, 45 pose, 10 betas shared over the track, translation) to a
@@ -148,28 +214,33 @@ def fit_mano(joints: torch.Tensor, model, side: str = "right", presence: torch.T
     if not valid.any():
         raise ValueError("fit_mano: no frame with finite joints to fit")
     obs = torch.where(valid[:, None, None], obs, torch.zeros_like(obs))
-    rest = mano_rest_joints(model)  # [21,3]
-    # closed-form init from IK; absent frames take the nearest valid frame's pose
+    joint_fn = ManoJoints(model)
+    # closed-form init: IK on the model's rest joints, betas by least squares on the bones seen in
+    # each bone's rest frame, then IK again with those betas. Absent frames copy the nearest valid.
     idx = torch.arange(T)
     src = torch.where(valid, idx, -1).cummax(0).values
     src = torch.where(src < 0, idx[valid][0], src)
-    R0, L, wrist = ik(obs[src], rest=rest, side=side)
+    with torch.no_grad():
+        betas0 = _init_betas(joint_fn, obs[valid], side, cfg.betas_prior)
+        rest = joint_fn.rest(betas0)
+        R0, L, wrist = ik(obs[src], rest=rest, side=side)
     go = matrix_to_axis_angle(R0).clone().requires_grad_(True)
     hp = matrix_to_axis_angle(L).reshape(T, 45).clone().requires_grad_(True)
     tr = (wrist - rest[0]).clone().requires_grad_(True)
-    betas = torch.zeros(model.num_betas, dtype=dtype, requires_grad=True)
+    betas = betas0.clone().requires_grad_(True)
     w = valid.to(dtype)[:, None]
     opt = torch.optim.LBFGS([go, hp, tr, betas], lr=1, max_iter=20, tolerance_change=cfg.tolerance,
                             history_size=20, line_search_fn="strong_wolfe")
 
+
     def loss_fn():
-        _, pred = mano_forward(model, go, hp, betas, tr)
+        pred = joint_fn(go, hp, betas, tr)
         err = ((pred - obs) * 1000) ** 2  # mm^2
         loss = (err.sum(-1).mean(-1, keepdim=True) * w).sum() / w.sum()
-        if T > 1:
-            loss = loss + cfg.smooth_pose * ((hp[1:] - hp[:-1]) ** 2).sum(-1).mean()
-            loss = loss + cfg.smooth_pose * ((go[1:] - go[:-1]) ** 2).sum(-1).mean()
-            loss = loss + cfg.smooth_transl * (((tr[1:] - tr[:-1]) * 1000) ** 2).sum(-1).mean()
+        if T > 2:  # penalise acceleration, not velocity: steady motion costs nothing
+            loss = loss + cfg.smooth_pose * (_accel(hp) ** 2).sum(-1).mean()
+            loss = loss + cfg.smooth_pose * (_accel(go) ** 2).sum(-1).mean()
+            loss = loss + cfg.smooth_transl * ((_accel(tr) * 1000) ** 2).sum(-1).mean()
         return loss + cfg.pose_prior * (hp ** 2).sum(-1).mean() + cfg.betas_prior * (betas ** 2).sum()
 
     def closure():

@@ -35,6 +35,7 @@ __all__ = [
     "bone_lengths",
     "handedness",
     "fk",
+    "fk_world",
     "ik",
 ]
 
@@ -113,6 +114,10 @@ def _planar_right_rest() -> torch.Tensor:
 
 
 _RIGHT_REST_PLANAR = _planar_right_rest()
+# fk_world assembles [wrist, palm joints, chains finger-major]; this gathers MediaPipe order from it
+_FK_ORDER = [
+    ([0] + list(_PALM) + [c[k] for c in FINGER_CHAINS for k in (1, 2, 3)]).index(j) for j in range(21)
+]
 
 
 def _side_is_left(side: str) -> bool:
@@ -163,24 +168,35 @@ def fk(global_orient: torch.Tensor, local_rots: torch.Tensor, transl: torch.Tens
     global_orient [...,3,3], local_rots [...,15,3,3] (MANO order), transl [...,3] (wrist),
     rest [...,21,3] (MediaPipe order; broadcast) -> joints [...,21,3] (MediaPipe order).
     """
+    return fk_world(global_orient, local_rots, transl, rest)[0]
+
+
+def fk_world(global_orient: torch.Tensor, local_rots: torch.Tensor, transl: torch.Tensor, rest: torch.Tensor):
+    """`fk` that also returns each MANO joint's world rotation [...,16,3,3] (MANO order), which
+    skinning needs (e.g. MANO's fingertip vertices)."""
     chains = torch.tensor(FINGER_CHAINS, device=rest.device)  # [5,4]
     rest = rest.to(local_rots.dtype)
     lead = torch.broadcast_shapes(global_orient.shape[:-2], local_rots.shape[:-3], transl.shape[:-1], rest.shape[:-2])
-    out = transl.new_zeros(lead + (21, 3))
-    out[..., 0, :] = transl
     palm = torch.tensor(_PALM, device=rest.device)
-    out[..., palm, :] = transl[..., None, :] + (
+    palm_pos = transl[..., None, :] + (
         global_orient[..., None, :, :] @ (rest[..., palm, :] - rest[..., :1, :])[..., None]
-    )[..., 0]
+    )[..., 0]  # [...,5,3]
     L = local_rots.reshape(local_rots.shape[:-3] + (5, 3, 3, 3))  # [...,finger,joint,3,3]
     Rw = global_orient[..., None, :, :].expand(lead + (5, 3, 3))  # world rotation of the parent
-    pos = out[..., chains[:, 0], :]  # [...,5,3]
+    pos = palm_pos[..., [1, 2, 4, 3, 0], :]  # finger bases in FINGER_CHAINS order
+    world, chain_pos = [], []
     for k in range(3):  # three rotating joints per finger
         Rw = Rw @ L[..., k, :, :]
         bone = rest[..., chains[:, k + 1], :] - rest[..., chains[:, k], :]  # [...,5,3]
         pos = pos + (Rw @ bone[..., None])[..., 0]
-        out[..., chains[:, k + 1], :] = pos
-    return out
+        world.append(Rw)
+        chain_pos.append(pos)
+    out = torch.cat([transl.expand(lead + (3,))[..., None, :], palm_pos.expand(lead + (5, 3)),
+                     torch.stack(chain_pos, dim=-2).reshape(lead + (15, 3))], dim=-2)
+    # out order: wrist, palm (1,5,9,13,17), then chain joints finger-major (k+1 of FINGER_CHAINS)
+    joints = out[..., _FK_ORDER, :]
+    world = torch.stack(world, dim=-3).reshape(lead + (15, 3, 3))
+    return joints, torch.cat([global_orient.expand(lead + (3, 3))[..., None, :, :], world], dim=-3)
 
 
 def _kabsch(P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:

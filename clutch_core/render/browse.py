@@ -2,7 +2,8 @@
 
 SITE/index.html + SITE/clips.js (the clip list as a JS assignment, because browsers
 refuse fetch() of local JSON on file:// pages) + SITE/gifs/<clip_id>.gif. Plain
-JavaScript filters by caption source and by word; nothing is loaded from the network.
+JavaScript filters by caption source and by word (also preset from the URL:
+index.html?source=synthetic&word=cup); nothing is loaded from the network.
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ select,input{background:#2b2e37;color:#eee;border:1px solid #444;border-radius:4
     });
     document.getElementById('count').textContent = shown + ' of ' + clips.length + ' clips';
   }
+  var q = new URLSearchParams(window.location.search);  // ?source=...&word=... pre-sets the filters
+  if (q.get('source')) sel.value = q.get('source');
+  if (q.get('word')) word.value = q.get('word');
   sel.addEventListener('change', render); word.addEventListener('input', render);
   render();
 })();

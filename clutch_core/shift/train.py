@@ -63,9 +63,10 @@ class TrainConfig:
                                down=self.down, codes=self.codes, code_dim=self.code_dim, mu=self.mu)
 
     def identity(self) -> dict[str, Any]:
-        """Settings that change the trained model (a finished run with other settings is not reused)."""
+        """Settings that change the trained model, except max_steps: a finished run can be extended
+        (the learning rate is constant after warm-up, so 300 + 700 steps = 1000 steps)."""
         d = dataclasses.asdict(self)
-        for k in ("ckpt_every", "log_every", "eval_batch", "amp"):
+        for k in ("ckpt_every", "log_every", "eval_batch", "amp", "max_steps"):
             d.pop(k)
         d["betas"] = list(d["betas"])
         return d
@@ -122,7 +123,8 @@ def tokenizer_loss(out: TokenizerOutput, x: torch.Tensor, presence: torch.Tensor
     wv = (w[:, 1:] * w[:, :-1])[..., traj]  # both frames present
     vel = (F.smooth_l1_loss(vr, vx, reduction="none") * wv).sum() / wv.sum().clamp_min(1.0)
     total = rec + cfg.vel_weight * vel + cfg.commit_weight * out.commit
-    return total, {"loss": float(total), "recon": float(rec), "vel": float(vel), "commit": float(out.commit)}
+    parts = torch.stack([total, rec, vel, out.commit]).detach().tolist()
+    return total, dict(zip(("loss", "recon", "vel", "commit"), parts))
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -189,6 +191,8 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
             raise ValueError(f"{ckpt}: checkpoint of other settings ({meta.get('train_config')}); "
                              f"use another --out or delete it")
         step, stats = int(meta["step"]), MotionStats.from_dict(meta["stats"])
+        if step > cfg.max_steps:
+            raise ValueError(f"{ckpt}: checkpoint is at step {step}, past max_steps={cfg.max_steps}")
         log.info("shift: resuming from %s at step %d", ckpt, step)
     else:
         stats = fit_stats(train)

@@ -192,30 +192,31 @@ def pose_hands(controls: list[HandControls], side: str):
     return R, local, pos, joints
 
 
-def _quality(joints: np.ndarray, presence: np.ndarray, clip: np.ndarray, n: int) -> list[dict]:
-    """Quality structs of n clips from concatenated joints [F,2,21,3], presence [F,2], clip index [F]."""
+def _quality(joints: np.ndarray, presence: np.ndarray, lengths: np.ndarray) -> list[dict]:
+    """Quality structs of consecutive clips from concatenated joints [F,2,21,3] and presence [F,2]."""
+    starts = np.cumsum(lengths) - lengths
+    per_clip = lambda x: np.add.reduceat(x, starts, axis=0)  # sum over each clip's frames
     pf = presence.astype(np.float64)
-    frames = np.bincount(clip, minlength=n).astype(np.float64)
-    pres = np.stack([np.bincount(clip, pf[:, h], n) for h in range(2)], 1) / frames[:, None]  # [n,2]
-    ok = presence[2:] & presence[1:-1] & presence[:-2] & (clip[2:] == clip[:-2])[:, None]  # [F-2,2]
-    acc = np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean(-1) * FPS**2  # [F-2,2]
-    c2 = np.broadcast_to(clip[1:-1, None], ok.shape)[ok]
-    num, den = np.bincount(c2, acc[ok], n), np.bincount(c2, minlength=n)
-    jitter = np.where(den > 0, num / np.maximum(den, 1), 0.0)
-    bones = np.linalg.norm(joints[:, :, 1:] - joints[:, :, list(PARENTS[1:])], axis=-1)  # [F,2,20]
-    cv = np.zeros((n, 2))
-    cnt = np.stack([np.bincount(clip, pf[:, h], n) for h in range(2)], 1)  # [n,2] present frames
-    for h in range(2):
-        w = pf[:, h, None] * np.ones(20)
-        s1 = np.stack([np.bincount(clip, (w * bones[:, h])[:, b], n) for b in range(20)], 1)
-        s2 = np.stack([np.bincount(clip, (w * bones[:, h] ** 2)[:, b], n) for b in range(20)], 1)
-        mean = s1 / np.maximum(cnt[:, h, None], 1)
-        std = np.sqrt(np.maximum(s2 / np.maximum(cnt[:, h, None], 1) - mean**2, 0))
-        cv[:, h] = (std / np.maximum(mean, 1e-9)).mean(1)
-    has = cnt >= 2
-    bone_cv = np.where(has.any(1), (cv * has).sum(1) / np.maximum(has.sum(1), 1), 0.0)
-    return [{"presence_left": float(pres[i, 0]), "presence_right": float(pres[i, 1]), "jitter": float(jitter[i]),
-             "bone_length_cv": float(bone_cv[i]), "handedness_score": 1.0} for i in range(n)]
+    frames = per_clip(pf)  # [n,2] present frames per hand
+    pres = frames / lengths[:, None]
+    # jitter: mean |acceleration| of joints over frame triples inside one clip where the hand is present
+    clip = np.repeat(np.arange(len(lengths)), lengths)
+    ok = np.zeros_like(pf)
+    ok[1:-1] = presence[2:] & presence[1:-1] & presence[:-2] & (clip[2:] == clip[:-2])[:, None]
+    acc = np.zeros_like(pf)
+    acc[1:-1] = np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean(-1) * FPS**2
+    n_ok = per_clip(ok).sum(1)
+    jitter = np.where(n_ok > 0, per_clip(acc * ok).sum(1) / np.maximum(n_ok, 1), 0.0)
+    # bone_length_cv: per hand and bone, std/mean over present frames; mean over bones and seen hands
+    bones = np.linalg.norm(joints[:, :, 1:] - joints[:, :, list(PARENTS[1:])], axis=-1) * pf[..., None]  # [F,2,20]
+    n = np.maximum(frames, 1)[..., None]
+    mean = per_clip(bones) / n
+    std = np.sqrt(np.maximum(per_clip(bones**2) / n - mean**2, 0))
+    cv = (std / np.maximum(mean, 1e-9)).mean(-1)  # [n,2]
+    seen = frames >= 2
+    bone_cv = np.where(seen.any(1), (cv * seen).sum(1) / np.maximum(seen.sum(1), 1), 0.0)
+    return [{"presence_left": float(p[0]), "presence_right": float(p[1]), "jitter": float(j),
+             "bone_length_cv": float(c), "handedness_score": 1.0} for p, j, c in zip(pres, jitter, bone_cv)]
 
 
 def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
@@ -253,7 +254,7 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
                    fy * joints_np[..., 1] / joints_np[..., 2] + cy], -1).astype(np.float32)
     kp[~presence] = np.nan
     joints_np[~presence] = 0.0
-    quality = _quality(joints_np, presence, clip, n)
+    quality = _quality(joints_np, presence, lengths)
     rows = []
     for i, (d, m, pr, j3, k2) in enumerate(zip(drafts, np.split(motion, cuts), np.split(presence, cuts),
                                                np.split(joints_np, cuts), np.split(kp, cuts))):

@@ -1,0 +1,127 @@
+"""Token extraction: every clip of a dataset -> motion tokens, written next to the shards.
+
+DATASET/tokens/<run name>-<weights hash>/
+  tokenizer.json      streams, codebook sizes, frames per step, the run it came from
+  part-<key>.parquet  one file per chunk of clips, written atomically (temporary name
+                      not matching *.parquet, then rename), rows sorted by clip_id
+
+Row: clip_id, split, num_frames, num_steps (= ceil(num_frames / 4)),
+tokens list<int32> [num_steps * n_streams] step-major ([l-traj, l-pose, r-traj, r-pose]
+per step for SHIFT, one per step for the VQ-VAE baseline),
+presence_steps list<fixed_size_list<bool, 2>> [num_steps] (hand present in any frame of
+the step; an absent hand's tokens are still there, this mask says to ignore them).
+Resumable: clips already present in a part are skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from clutch_core.shift.checkpoint import MODEL, atomic_write_json, load_tokenizer
+
+TOKENS_DIR = "tokens"
+TOKENS_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("num_frames", pa.int32(), nullable=False),
+    pa.field("num_steps", pa.int32(), nullable=False),
+    pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+    pa.field("presence_steps", pa.list_(pa.list_(pa.bool_(), 2)), nullable=False),
+])
+
+
+def tokens_dir(run: str | os.PathLike, dataset: str | os.PathLike) -> Path:
+    """DATASET/tokens/<run folder name>-<first 10 hex of sha256 of the weights>."""
+    from clutch_core.shift.train import stage_dir
+
+    weights = stage_dir(run) / MODEL
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: no trained tokenizer (run `clutch train ... --stages shift` first)")
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return Path(dataset) / TOKENS_DIR / f"{Path(run).resolve().name}-{h.hexdigest()[:10]}"
+
+
+def done_clip_ids(out: Path) -> set[str]:
+    return {c for p in sorted(out.glob("part-*.parquet"))
+            for c in pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist()}
+
+
+def read_tokens(out: str | os.PathLike) -> pa.Table:
+    """All token rows of one tokens folder."""
+    parts = sorted(Path(out).glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else TOKENS_SCHEMA.empty_table()
+
+
+def tokenize_dataset(run: str | os.PathLike, dataset: str | os.PathLike, chunk: int = 512, batch: int = 64,
+                     progress: bool = True) -> dict[str, Any]:
+    """Tokenize every clip of DATASET not yet tokenized with RUN's tokenizer; returns a summary."""
+    from storage.reader import ClipReader
+    from clutch_core.shift.data import clip_batches, load_clips
+
+    out = tokens_dir(run, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".part-*.tmp-*"):  # left by a killed writer
+        stale.unlink(missing_ok=True)
+    model, stats, config = load_tokenizer(run)
+    atomic_write_json(out / "tokenizer.json", {
+        "run": str(Path(run).resolve()), "tokenizer": config["tokenizer"]["kind"], "streams": config["streams"],
+        "codebooks": config["codebooks"], "frames_per_step": config["frames_per_step"], "steps": config["steps"]})
+    reader = ClipReader(dataset)
+    done = done_clip_ids(out)
+    todo = sorted(set(reader.clip_ids()) - done)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="tokenize", unit="clip", dynamic_ncols=True)
+    stride, n_streams = model.cfg.stride, len(model.streams)
+    for k in range(0, len(todo), chunk):
+        ids = todo[k:k + chunk]
+        clips = load_clips(dataset, clip_ids=ids)
+        norm = clips.normalized(stats)
+        splits = reader.read_table(ids, columns=["split"]).column("split").to_pylist()
+        toks: list[np.ndarray | None] = [None] * len(ids)
+        pres: list[np.ndarray | None] = [None] * len(ids)
+        with torch.no_grad():
+            for idx, x, p in clip_batches(norm, stride, batch):
+                o = model(x, p)
+                for j, i in enumerate(idx):
+                    toks[i] = o.tokens[j].to(torch.int32).numpy()  # [S, n_streams]
+                    pres[i] = o.latent_presence[j].numpy()  # [S, 2]
+            if bar is not None:
+                bar.update(len(ids))
+        steps = np.array([len(t) for t in toks], dtype=np.int32)
+        flat_p = pa.array(np.concatenate(pres).reshape(-1), pa.bool_())
+        table = pa.table({
+            "clip_id": pa.array(clips.clip_ids, pa.string()),
+            "split": pa.array(splits, pa.string()),
+            "num_frames": pa.array(clips.lengths.numpy().astype(np.int32)),
+            "num_steps": pa.array(steps),
+            "tokens": pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(steps * n_streams)]).astype(np.int32)),
+                                               pa.array(np.concatenate(toks).reshape(-1), pa.int32())),
+            "presence_steps": pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(steps)]).astype(np.int32)),
+                                                       pa.FixedSizeListArray.from_arrays(flat_p, 2)),
+        }).cast(TOKENS_SCHEMA)
+        key = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        _write_part(out / f"part-{key}.parquet", table.sort_by("clip_id"))
+    if bar is not None:
+        bar.close()
+    return {"dir": str(out), "written": len(todo), "skipped": len(done), "total": len(todo) + len(done)}
+
+
+def _write_part(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

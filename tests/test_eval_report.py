@@ -1,0 +1,133 @@
+"""`clutch eval RUN`: evaluator training and reuse, rows, metrics.json, report and figures."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clutch_core.cli import main
+from clutch_core.eval import rows as R
+from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, train_evaluator
+from clutch_core.eval.t2m import evaluate_rows
+
+KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "mm_dist", "diversity")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth") / "ds"
+    assert main(["synth", "--out", str(d), "--clips", "120", "--seed", "3"]) == 0
+    return d
+
+
+def _random_tokenizer(run, dataset):
+    """A tiny untrained SHIFT saved the way training saves it (weights are random: errors are large)."""
+    from clutch_core.hands.motion import MotionStats
+    from clutch_core.shift.checkpoint import save_tokenizer
+    from clutch_core.shift.model import TokenizerConfig, build_tokenizer
+    from storage.reader import ClipReader
+
+    torch.manual_seed(0)
+    model = build_tokenizer(TokenizerConfig(width=16, depth=1, codes=16, code_dim=8))
+    rows = ClipReader(dataset).read_rows(columns=["motion", "presence"])
+    stats = MotionStats.fit(torch.from_numpy(np.concatenate([r["motion"] for r in rows])),
+                            torch.from_numpy(np.concatenate([r["presence"] for r in rows])))
+    (run / "shift").mkdir(parents=True)
+    save_tokenizer(run / "shift", model, stats, {})
+
+
+@pytest.fixture(scope="module")
+def report(synth, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    _random_tokenizer(run, synth)
+    out = run / "report"
+    assert main(["eval", str(run), "--dataset", str(synth), "--out", str(out), "--repeats", "4",
+                 "--evaluator-epochs", "12", "--split", "all"]) == 0
+    return run, out
+
+
+@pytest.mark.slow
+def test_report_rows_and_files(report):
+    run, out = report
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) == {"real", "tokenizer_recon"}
+    for row in m.values():
+        assert all(isinstance(row[k], float) for k in KEYS)
+    real, rec = m["real"], m["tokenizer_recon"]
+    assert real["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert real["r_precision_top3"] > 3 * 3 / 32  # chance is 3/32
+    assert real["r_precision_top1"] <= real["r_precision_top2"] <= real["r_precision_top3"]
+    assert rec["fid"] > 0.01 and rec["mpjpe_mm"] > 0 and rec["pa_mpjpe_mm"] <= rec["mpjpe_mm"]
+    assert 0 < rec["codebook_used_pose"] <= 1
+    for png in ("metrics_table.png", "training_curves.png", "codebook_usage_tokenizer_recon.png",
+                "error_by_length_tokenizer_recon.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
+    md = (out / "report.md").read_text()
+    assert "| real |" in md and "| tokenizer_recon |" in md and "![Metrics](metrics_table.png)" in md
+    for f in ("evaluator.safetensors", "evaluator.json", "train_log.jsonl", "text_cache.npz"):
+        assert (run / "evaluator" / f).is_file()
+
+
+@pytest.mark.slow
+def test_saved_evaluator_is_reused_and_rows_are_one_function(report, synth, monkeypatch):
+    run, _ = report
+    weights = run / "evaluator" / "evaluator.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    out2 = run / "report2"
+    assert main(["eval", str(run), "--dataset", str(synth), "--out", str(out2), "--repeats", "2",
+                 "--split", "all", "--rows", "real"]) == 0
+    assert weights.stat().st_mtime_ns == stamp  # not retrained
+    assert set(json.loads((out2 / "metrics.json").read_text())) == {"real"}
+
+    from storage.reader import ClipReader
+
+    clips = ClipReader(synth).read_rows(columns=["clip_id", "num_frames", "motion", "presence", "captions"])
+    ev = Evaluator.load(run / "evaluator")
+
+    def noisy(ctx):  # a stand-in generator: real motion plus noise, different at every call
+        rng = np.random.default_rng(1)
+        motions, pres = ctx.real
+
+        def gen(_texts=None):
+            return [m + rng.normal(0, 0.3, m.shape).astype(np.float32) for m in motions], pres
+        by_text = {c["captions"][0]["text"]: i for i, c in enumerate(ctx.clips)}
+        return R.RowSource(sample=lambda r, texts: gen(), deterministic=False,
+                           generate_many=lambda texts, n: [([motions[by_text.get(t, 0)] + rng.normal(0, 0.3, motions[0].shape[1:]).astype(np.float32) * 0 +
+                                                             rng.normal(0, 0.3, motions[by_text.get(t, 0)].shape).astype(np.float32)
+                                                             for _ in range(n)], [pres[by_text.get(t, 0)]] * n) for t in texts])
+    monkeypatch.setitem(R.ROWS, "noisy", noisy)
+    ctx = R.EvalContext(run=None, clips=clips, evaluator=ev, repeats=2, mm_texts=5, mm_generations=4)
+    table, _ = evaluate_rows(ctx, ["real", "noisy"], progress=False)
+    assert table["noisy"]["fid"] > table["real"]["fid"]
+    assert table["noisy"]["multimodality"] > 0 and "multimodality" not in table["real"]
+
+
+@pytest.mark.slow
+def test_glove_text_encoder_roundtrip(synth, tmp_path):
+    from storage.reader import ClipReader
+
+    clips = ClipReader(synth).read_rows(columns=["motion", "presence", "captions"])[:40]
+    words = sorted({w for c in clips for k in c["captions"] for w in k["text"].lower().replace(",", " ").replace(".", " ").split()})
+    rng = np.random.default_rng(0)
+    glove = tmp_path / "glove.txt"
+    glove.write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in rng.normal(size=8)) + "\n" for w in words[:-3]))
+    cfg = EvaluatorConfig(text_encoder="glove", glove=str(glove), epochs=2, hidden=16, dim=8)
+    ev = train_evaluator(clips, cfg, out=tmp_path / "ev", progress=False)
+    back = Evaluator.load(tmp_path / "ev")
+    texts = [clips[0]["captions"][0]["text"], "an unseen zzzword sentence"]
+    assert np.allclose(ev.encode_text(texts), back.encode_text(texts), atol=1e-6)
+    assert back.vocab[0] == "<unk>" and len(back.vocab) == len(words) - 3 + 1
+    m = back.encode_motion([c["motion"] for c in clips[:3]], [c["presence"] for c in clips[:3]])
+    assert m.shape == (3, 8) and np.allclose(np.linalg.norm(m, axis=1), 1.0, atol=1e-5)
+
+
+def test_eval_cli_user_errors(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path), "--out", str(tmp_path / "r"),
+                 "--rows", "nonsense"]) == 2
+    assert "unknown row" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "captions", "--help"])
+    assert "--refs" in capsys.readouterr().out

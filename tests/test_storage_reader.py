@@ -1,0 +1,141 @@
+"""Catalog views, the clip reader and the dataset commands (query, status, card)."""
+import json
+
+import numpy as np
+import pytest
+
+from clutch_core.cli import main
+from storage.catalog import connect
+from storage.ledger import Ledger
+from storage.reader import ClipReader, load_batch, read_rows
+from storage.schema import table_to_rows
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reader") / "D"
+    assert main(["synth", "--out", str(d), "--clips", "90", "--seed", "3", "--clips-per-shard", "30"]) == 0
+    return d
+
+
+def test_catalog_views(dataset):
+    con = connect(dataset)
+    n_clips, n_caps = con.execute("SELECT count(*), sum(len(captions)) FROM clips").fetchall()[0]
+    assert n_clips == 90
+    assert con.execute("SELECT count(*) FROM captions").fetchall()[0][0] == n_caps
+    assert con.execute("SELECT DISTINCT source FROM captions").fetchall() == [("synthetic",)]
+    cols = [d[0] for d in con.execute("SELECT * FROM captions LIMIT 1").description]
+    assert cols == ["clip_id", "video_id", "split", "source", "text"]
+    n_videos = con.execute("SELECT count(DISTINCT video_id) FROM clips").fetchall()[0][0]
+    assert con.execute("SELECT count(*), min(state), max(state) FROM ledger").fetchall()[0] == (n_videos, "done", "done")
+    shards = {r[0] for r in con.execute("SELECT DISTINCT shard FROM ledger").fetchall()}
+    assert shards == {p.name for p in (dataset / "shards").glob("*.parquet")}
+
+
+def test_catalog_with_zero_shards(tmp_path):
+    con = connect(tmp_path)
+    assert con.execute("SELECT count(*) FROM clips").fetchall()[0] == (0,)
+    assert con.execute("SELECT count(*) FROM captions").fetchall()[0] == (0,)
+    assert con.execute("SELECT count(*) FROM ledger").fetchall()[0] == (0,)
+    with pytest.raises(FileNotFoundError):
+        connect(tmp_path / "missing")
+
+
+def test_reader_by_ids_split_and_columns(dataset):
+    r = ClipReader(dataset)
+    ids = r.clip_ids()
+    assert len(ids) == len(set(ids)) == 90
+    want = [ids[50], ids[3], ids[77]]  # across shards, out of order
+    rows = r.read_rows(want)
+    assert [x["clip_id"] for x in rows] == want
+    ref = {x["clip_id"]: x for x in table_to_rows(connect(dataset).sql(  # DuckDB returns plain nested lists
+        f"SELECT * FROM clips WHERE clip_id IN {tuple(want)}").to_arrow_table())}
+    for x in rows:
+        np.testing.assert_array_equal(x["motion"], ref[x["clip_id"]]["motion"])
+        assert x["captions"] == ref[x["clip_id"]]["captions"]
+    val = r.read_rows(split="val", columns=["clip_id", "split", "num_frames"])
+    assert val and {x["split"] for x in val} == {"val"} and set(val[0]) == {"clip_id", "split", "num_frames"}
+    assert len(val) == len(r.clip_ids("val"))
+    assert read_rows(dataset, [ids[0]], columns=["clip_id"]) == [{"clip_id": ids[0]}]
+    with pytest.raises(KeyError, match="nope"):
+        r.read_rows(["nope"])
+    with pytest.raises(ValueError, match="unknown column"):
+        r.read_table(ids[:1], columns=["motions"])
+
+
+def test_load_batch_pads_and_masks(dataset):
+    r = ClipReader(dataset)
+    ids = r.clip_ids()[::7]
+    b = r.load_batch(ids)
+    lengths = b["lengths"].numpy()
+    B, T = len(ids), lengths.max()
+    assert b["motion"].shape == (B, T, 198) and b["presence"].shape == (B, T, 2) and b["clip_ids"] == ids
+    rows = {x["clip_id"]: x for x in r.read_rows(ids)}
+    for i, cid in enumerate(ids):
+        n = lengths[i]
+        assert n == rows[cid]["num_frames"]
+        np.testing.assert_array_equal(b["motion"][i, :n].numpy(), rows[cid]["motion"])
+        np.testing.assert_array_equal(b["presence"][i, :n].numpy(), rows[cid]["presence"])
+        assert not b["presence"][i, n:].any() and not b["motion"][i, n:].any()
+    assert load_batch(dataset, ids[:2], pad_to=144)["motion"].shape == (2, 144, 198)
+
+
+def test_reader_sees_new_and_rewritten_shards(dataset, tmp_path):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(dataset, d)
+    r = ClipReader(d)
+    first = sorted((d / "shards").glob("*.parquet"))[0]
+    first.rename(d / "shards" / "moved-away.bak")
+    r.refresh()
+    assert len(r) < 90
+    (d / "shards" / "moved-away.bak").rename(first)
+    r.refresh()
+    assert len(r) == 90
+
+
+def test_query_command_formats(dataset, capsys):
+    assert main(["query", str(dataset), "SELECT split, count(*) AS n FROM clips GROUP BY split ORDER BY split",
+                 "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(r["n"] for r in rows) == 90 and {r["split"] for r in rows} <= {"train", "val", "test"}
+    assert main(["query", str(dataset), "SELECT count(*) AS n FROM captions", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].strip('"') == "n" and int(out[1]) >= 90
+    assert main(["query", str(dataset), "SELECT state FROM ledger LIMIT 1"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert main(["query", str(dataset), "SELECT nonsense FROM clips"]) == 2
+    assert "query failed" in capsys.readouterr().err
+
+
+def test_status_lists_failures_with_paths_and_reasons(tmp_path, capsys):
+    led = Ledger(tmp_path)
+    led.register("v1", "/videos/ok.mp4", "fp")
+    led.register("v2", "/videos/broken.mp4", "fp")
+    led.register("v3", "/videos/empty.mp4", "fp")
+    led.claim("v2")
+    led.mark_failed("v2", "decoder error at frame 12")
+    led.mark_quarantined("v3", "no video stream")
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pending 1" in out and "failed 1" in out and "quarantined 1" in out
+    assert "/videos/broken.mp4" in out and "decoder error at frame 12" in out
+    assert "/videos/empty.mp4" in out and "no video stream" in out
+    assert "/videos/ok.mp4" not in out
+
+
+def test_card_writes_markdown_histogram_and_dropped_reasons(dataset, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "D"
+    shutil.copytree(dataset, d)
+    Ledger(d).record_dropped("x", [(0.0, 1.0, "no_hands", None), (1.0, 2.0, "no_hands", None)])
+    assert main(["card", str(d)]) == 0
+    out = capsys.readouterr().out
+    md = (d / "card" / "card.md").read_text()
+    assert out.strip() == md.strip()
+    assert "90 clips" in md and "synthetic" in md and "| no_hands | 2 |" in md and "presence" in md
+    png = (d / "card" / "length_hist.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["card", str(tmp_path / "nothing-here")]) == 2
