@@ -3,7 +3,7 @@
     probe (PyAV headers) -> reader (decord, PyAV fallback) at reduced size -> 15 fps
     timeline, streamed in 1 s chunks -> presence pass (the tracker on the first frame of
     each chunk) -> dense tracking of chunks next to a hand sighting -> left/right
-    association -> PnP lift -> clips (narration segments, else hand spans) -> per clip:
+    association -> lift to the camera frame -> clips (narration segments, else hand spans) -> per clip:
     gap filling, smoothing, quality filter, IK -> captions -> rows (storage.schema).
 
 Only per-frame detections (~1 KB per frame) are kept for the whole video; frames are
@@ -54,6 +54,7 @@ class AnnotateConfig:
     smooth_window: int = 7
     smooth_polyorder: int = 2
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
+    mano_iterations: int = 10  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
     # captions
     captioners: tuple[str, ...] = ("narration", "kinematic", "vlm")
     vlm_model: str | None = None  # path or hub id; the 'vlm' captioner runs only when set
@@ -119,9 +120,10 @@ def _segments(narrations: Sequence[Any] | None) -> list[tuple[float, float, str]
     return out
 
 
-def _track_video(reader, src_index, cfg: AnnotateConfig, segments, progress) -> tuple[Detections, int]:
+def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, segments,
+                 progress) -> tuple[Detections, int]:
     """Presence pass + dense tracking over the 15 fps timeline, one chunk in memory at a time."""
-    tracker, prober = _tracker(cfg, "dense"), _tracker(cfg, "presence")
+    prober = _tracker(cfg, "presence")
     k_len = len(src_index)
     det = Detections.empty(k_len)
     chunk = max(1, int(round(cfg.presence_every_s * cfg.fps)))
@@ -187,7 +189,8 @@ def annotate_video(
         raise BadVideoError(path, "no frames on the 15 fps timeline (video shorter than one frame)")
     segments = _segments(narrations)
 
-    det, tracked = _track_video(reader, src_index, cfg, segments, progress)
+    tracker = _tracker(cfg, "dense")
+    det, tracked = _track_video(tracker, reader, src_index, cfg, segments, progress)
     sx, sy = info.width / size[0], info.height / size[1]
     det.kp2d *= np.array([sx, sy], np.float32)  # keypoints in source pixels
     diag = float(np.hypot(info.width, info.height))
@@ -211,7 +214,12 @@ def annotate_video(
             continue
         j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
         kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
-        motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir)) if cfg.mano_dir else lift.to_motion(j, pr)
+        if cfg.mano_dir:
+            from clutch_core.hands.mano import FitConfig
+
+            motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir), FitConfig(iterations=cfg.mano_iterations))
+        else:
+            motion = lift.to_motion(j, pr)
         cid = f"{video_id}-{a:06d}"
         contexts.append(ClipContext(cid, j, pr, motion, cfg.fps, text))
         kept.append((a, b, j, kp, pr, motion, q))
@@ -221,7 +229,7 @@ def annotate_video(
         _attach_keyframes(reader, src_index, [(a, b) for a, b, *_ in kept], contexts, cfg.vlm_frames)
     captions = caption_clips(captioners, contexts)
 
-    tracker = _tracker_identity(cfg)
+    tracker_id = {"name": str(tracker.name), "version": str(tracker.version)}
     now = dt.datetime.now(dt.timezone.utc)
     rows = []
     for (a, b, j, kp, pr, motion, q), ctx, caps in zip(kept, contexts, captions):
@@ -240,7 +248,7 @@ def annotate_video(
             "keypoints2d": kp,
             "pose_convention": "mano" if cfg.mano_dir else "skeleton-ik",
             "captions": caps,
-            "tracker": tracker,
+            "tracker": tracker_id,
             "quality": q,
             "created_at": now,
             "fingerprint": cfg.fingerprint(),
@@ -280,11 +288,6 @@ def _mano_models(mano_dir: str) -> dict:
     if mano_dir not in cache:
         cache[mano_dir] = {side: load_mano(mano_dir, side) for side in ("left", "right")}
     return cache[mano_dir]
-
-
-def _tracker_identity(cfg: AnnotateConfig) -> dict[str, str]:
-    tr = _tracker(cfg, "dense")
-    return {"name": str(tr.name), "version": str(tr.version)}
 
 
 def _attach_keyframes(reader, src_index, spans, contexts, k: int) -> None:

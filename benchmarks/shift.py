@@ -61,6 +61,90 @@ def quality(args) -> None:
               f"{r['val_mpjpe_pose_mm']:.1f} | {ppl} | {use} |")
 
 
+def speed(args) -> None:
+    import statistics
+    import tempfile
+
+    from shift_reference import RefSHIFT, copy_weights  # beside this script
+    from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
+    from clutch_core.shift.model import SHIFT, TokenizerConfig, TokenizerOutput
+    from clutch_core.shift.train import preset_config, tokenizer_loss
+
+    torch.set_num_threads(args.threads)
+    dataset = args.dataset
+    if dataset is None:  # a small synthetic corpus: real-looking motion, so losses mean something
+        from clutch_core.synth import SynthConfig, write_corpus
+
+        dataset = Path(tempfile.mkdtemp()) / "synth"
+        write_corpus(dataset, SynthConfig(clips=60, seed=1))
+    clips = load_clips(dataset, "train")
+    sampler = WindowSampler(clips.normalized(fit_stats(clips)), window=64, batch=args.batch, seed=0)
+    tcfg = preset_config("paper")  # loss weights, optimizer settings
+    cfg = TokenizerConfig(kind="shift", width=512, code_dim=512, codes=4096)
+    torch.manual_seed(0)
+    ours, ref = SHIFT(cfg), RefSHIFT(cfg)
+    copy_weights(ours, ref)
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=tcfg.lr, betas=tcfg.betas) for k, m in (("ours", ours), ("ref", ref))}
+    losses: dict[str, list[float]] = {"ours": [], "ref": []}
+
+    def step(kind: str, i: int) -> None:
+        x, p = sampler.sample(i)
+        if kind == "ours":
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                out = ours(x, p)
+        else:
+            recon, commit = ref(x)
+            out = TokenizerOutput(recon, None, None, commit, {})
+        loss, parts = tokenizer_loss(out, x, p, tcfg)
+        opts[kind].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[kind].step()
+        losses[kind].append(parts["recon"])
+
+    if args.profile:
+        from torch.profiler import profile
+
+        for kind in ("ref", "ours"):
+            step(kind, 0)
+            with profile() as prof:
+                step(kind, 1)
+            print(f"--- {kind}\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        return
+    i = 0
+    for _ in range(args.warmup):
+        for kind in ("ref", "ours"):
+            step(kind, i)
+        i += 1
+    rates: dict[str, list[float]] = {"ours": [], "ref": []}
+    for _ in range(args.repeats):  # alternate, so load from other processes hits both alike
+        for kind in ("ref", "ours"):
+            t0 = time.perf_counter()
+            for k in range(args.steps):
+                step(kind, i + k)
+            rates[kind].append(args.steps * args.batch / (time.perf_counter() - t0))
+        i += args.steps
+    # fidelity of our bf16 forward against float32, same weights, one batch
+    x, p = sampler.sample(10_000)
+    ours.eval()
+    with torch.no_grad():
+        f32 = ours(x, p)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            b16 = ours(x, p)
+    w = p.float().repeat_interleave(99, -1)
+    rel = float(((b16.recon - f32.recon).abs() * w).sum() / ((f32.recon - x).abs() * w).sum())
+    agree = float((b16.tokens == f32.tokens).float().mean())
+    n = args.steps * args.repeats
+    result = {
+        "threads": args.threads, "batch": args.batch, "window": 64, "bf16": args.bf16,
+        "ref_clips_per_s": rates["ref"], "ours_clips_per_s": rates["ours"],
+        "speedup_median": statistics.median(o / r for o, r in zip(rates["ours"], rates["ref"])),
+        "ref_recon_loss_last": statistics.mean(losses["ref"][-n // 2:]),
+        "ours_recon_loss_last": statistics.mean(losses["ours"][-n // 2:]),
+        "bf16_vs_fp32_recon_diff_over_error": rel, "bf16_vs_fp32_token_agreement": agree,
+    }
+    print(json.dumps(result, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
@@ -73,10 +157,19 @@ def main() -> None:
     q.add_argument("--preset", default="tiny")
     q.add_argument("--tokenizers", default="shift,vqvae")
     q.add_argument("--threads", type=int)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--dataset", help="clips to draw windows from (default: 60 synthetic clips)")
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--batch", type=int, default=32)
+    sp.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.add_argument("--warmup", type=int, default=2)
+    sp.add_argument("--no-bf16", dest="bf16", action="store_false", help="our step in float32 too")
+    sp.add_argument("--profile", action="store_true", help="print where one step of each spends its time")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"quality": quality}[args.mode](args)
+    {"quality": quality, "speed": speed}[args.mode](args)
 
 
 if __name__ == "__main__":

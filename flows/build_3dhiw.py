@@ -5,7 +5,7 @@ Table of contents (each step's logic lives outside flows/):
   plan      ledger: settings check, repair, batches     storage.resume
   batches   per batch (mapped): annotate each video     annotators.pipeline (retried if transient)
             -> one shard -> mark done                   annotators.batch
-  finalize  DuckDB views, dataset card                  storage.card
+  finalize  duplicate check, dataset card              storage.resume, storage.card
 
 Safe to kill at any moment and run again (see storage/resume.py); bad input is quarantined,
 never retried; other errors are retried `retries` times, then the video is marked failed.
@@ -25,7 +25,7 @@ from annotators.inputs import VideoInput, discover_inputs, narration_table, segm
 from flows.config import BuildConfig
 from storage.card import write_card
 from storage.ledger import Ledger
-from storage.resume import check_settings, dataset_lock, plan_batches, reconcile_shards
+from storage.resume import check_settings, count_clips, dataset_lock, plan_batches, reconcile_shards
 
 
 class BuildFailed(RuntimeError):
@@ -93,19 +93,21 @@ def build_batch(batch: list[VideoInput], cfg: BuildConfig) -> BatchOutcome:
 
 @task(name="finalize", cache_policy=NO_CACHE)
 def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOutcome]) -> dict:
-    stats = write_card(cfg.out)
+    clips = count_clips(cfg.out)
+    if clips:
+        write_card(cfg.out)
     ledger = Ledger(cfg.out)
     states = {v.video_id: ledger.get(v.video_id).state for v in videos}
     summary = {
         "out": cfg.out, "videos": len(videos), "built": sum(len(o.done) for o in outcomes),
-        "clips_new": sum(o.clips for o in outcomes), "clips_total": stats["clips"],
+        "clips_new": sum(o.clips for o in outcomes), "clips_total": clips,
         **{s: sum(1 for x in states.values() if x == s) for s in ("done", "failed", "quarantined")},
         "failed_videos": [v.path for v in videos if states[v.video_id] == "failed"],
         "quarantined_videos": [v.path for v in videos if states[v.video_id] == "quarantined"],
-        "dropped_clips": stats["dropped_clips"],
+        "dropped_clips": ledger.dropped_counts(),
     }
     get_run_logger().info("dataset %s: %d clips; this run's videos: %d done, %d failed, %d quarantined",
-                          cfg.out, stats["clips"], summary["done"], summary["failed"], summary["quarantined"])
+                          cfg.out, clips, summary["done"], summary["failed"], summary["quarantined"])
     return summary
 
 

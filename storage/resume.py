@@ -145,3 +145,13 @@ def reconcile_shards(ledger: Ledger, dataset_dir: str | os.PathLike) -> dict[str
             log.info("adopted %s (written by a build that stopped before marking it)", shard.name)
             adopted.append(shard.name)
     return {"adopted": adopted, "deleted": deleted}
+
+
+def count_clips(dataset_dir: str | os.PathLike) -> int:
+    """Number of clips in the dataset; raises RuntimeError if a clip_id is stored twice."""
+    from storage.catalog import connect
+
+    n, distinct = connect(dataset_dir).execute("SELECT count(*), count(DISTINCT clip_id) FROM clips").fetchone()
+    if n != distinct:
+        raise RuntimeError(f"dataset {dataset_dir}: {n - distinct} duplicate clip rows")
+    return int(n)

@@ -1,5 +1,7 @@
 """Lifting detections to clean camera-frame two-hand motion (clutch_core.hands.lift)."""
 import numpy as np
+import torch
+
 from clutch_core.hands import lift
 from clutch_core.hands.skeleton import rest_skeleton
 
@@ -116,3 +118,22 @@ def test_motion_origin_is_first_valid_wrist_and_quality():
 def test_default_intrinsics_wide_angle():
     fx, fy, cx, cy = lift.default_intrinsics(1920, 1080)
     assert fx == fy == 960 and (cx, cy) == (960, 540)
+
+
+def test_mano_fit_motion_follows_the_joints(tmp_path):
+    from clutch_core.hands.mano import FitConfig, load_mano
+    from clutch_core.hands.mano_synthetic import write_synthetic_mano
+    from clutch_core.hands.motion import motion_to_joints
+
+    write_synthetic_mano(tmp_path)
+    models = {s: load_mano(tmp_path, s) for s in ("left", "right")}
+    _, _, _, _, cam = _scene(6)
+    present = np.ones((6, 2), bool)
+    present[4:, 0] = False
+    joints = np.where(present[..., None, None], cam, 0).astype(np.float32)
+    motion = lift.to_motion_mano(joints, present, models, FitConfig(iterations=3))
+    assert motion.shape == (6, 198) and np.isfinite(motion).all()
+    wrists = motion.reshape(6, 2, 99)[:, :, 96:]
+    np.testing.assert_allclose(wrists[:4, 0], cam[:4, 0, 0] - cam[0, 0, 0], atol=0.01)
+    np.testing.assert_allclose(wrists[4:, 0] - wrists[3, 0], 0, atol=1e-6)  # absent: the last wrist held
+    assert motion_to_joints(torch.from_numpy(motion)).shape == (6, 2, 21, 3)

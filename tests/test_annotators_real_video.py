@@ -53,14 +53,23 @@ def test_real_video_adult_hands_both_in_view(result):
 
 
 @pytest.mark.slow
-def test_real_video_kinematic_captions_and_stable_ids(result):
+def test_real_video_kinematic_captions_narration_and_mano(result, tmp_path):
+    from clutch_core.hands.mano_synthetic import write_synthetic_mano
+
     path, r = result
     for row in r.rows:
         caps = {c["source"]: c["text"] for c in row["captions"]}
         assert "kinematic" in caps and "hand" in caps["kinematic"] and caps.get("vlm")
-    again = annotate_video(path, r.rows[0]["video_id"], AnnotateConfig(), narrations=[(0.5, 2.5, "walk to the counter")])
+    write_synthetic_mano(tmp_path)  # MANO's array layout, synthetic values
+    cfg = AnnotateConfig(mano_dir=str(tmp_path), mano_iterations=2)
+    again = annotate_video(path, r.rows[0]["video_id"], cfg, narrations=[(0.5, 2.0, "walk to the counter")])
     assert [row["clip_id"] for row in again.rows] == [r.rows[0]["video_id"] + "-000008"]
-    assert again.rows[0]["captions"][0] == {"source": "narration", "text": "walk to the counter"}
-    assert again.rows[0]["fingerprint"] == AnnotateConfig().fingerprint() != r.rows[0]["fingerprint"]
+    row = again.rows[0]
+    validate_row(row)
+    assert row["captions"][0] == {"source": "narration", "text": "walk to the counter"}
+    assert row["pose_convention"] == "mano" and row["fingerprint"] == cfg.fingerprint() != r.rows[0]["fingerprint"]
+    first = np.flatnonzero(row["presence"].any(1))[0]
+    h = 0 if row["presence"][first, 0] else 1
+    np.testing.assert_allclose(row["motion"][first, 99 * h + 96:99 * h + 99], 0, atol=0.02)  # origin: first wrist
     assert AnnotateConfig(max_jitter=10).fingerprint() != AnnotateConfig().fingerprint()
     assert AnnotateConfig(vlm_batch_size=9).fingerprint() == AnnotateConfig().fingerprint()

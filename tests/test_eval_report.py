@@ -8,6 +8,7 @@ import torch
 from clutch_core.cli import main
 from clutch_core.eval import rows as R
 from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, train_evaluator
+from clutch_core.eval.evaluator import words as tokens
 from clutch_core.eval.t2m import evaluate_rows
 
 KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "mm_dist", "diversity")
@@ -16,7 +17,7 @@ KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "mm_d
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth") / "ds"
-    assert main(["synth", "--out", str(d), "--clips", "120", "--seed", "3"]) == 0
+    assert main(["synth", "--out", str(d), "--clips", "80", "--seed", "3"]) == 0
     return d
 
 
@@ -55,7 +56,7 @@ def test_report_rows_and_files(report):
         assert all(isinstance(row[k], float) for k in KEYS)
     real, rec = m["real"], m["tokenizer_recon"]
     assert real["fid"] == pytest.approx(0.0, abs=1e-6)
-    assert real["r_precision_top3"] > 3 * 3 / 32  # chance is 3/32
+    assert real["r_precision_top3"] > 4 * 3 / 32  # chance is 3/32
     assert real["r_precision_top1"] <= real["r_precision_top2"] <= real["r_precision_top3"]
     assert rec["fid"] > 0.01 and rec["mpjpe_mm"] > 0 and rec["pa_mpjpe_mm"] <= rec["mpjpe_mm"]
     assert 0 < rec["codebook_used_pose"] <= 1
@@ -85,17 +86,23 @@ def test_saved_evaluator_is_reused_and_rows_are_one_function(report, synth, monk
     clips = ClipReader(synth).read_rows(columns=["clip_id", "num_frames", "motion", "presence", "captions"])
     ev = Evaluator.load(run / "evaluator")
 
-    def noisy(ctx):  # a stand-in generator: real motion plus noise, different at every call
+    def noisy(ctx):  # a stand-in generator: real motion plus fresh noise at every call
         rng = np.random.default_rng(1)
         motions, pres = ctx.real
+        first = {}
+        for i, c in enumerate(ctx.clips):
+            for k in c["captions"]:
+                first.setdefault(k["text"], i)
 
-        def gen(_texts=None):
-            return [m + rng.normal(0, 0.3, m.shape).astype(np.float32) for m in motions], pres
-        by_text = {c["captions"][0]["text"]: i for i, c in enumerate(ctx.clips)}
-        return R.RowSource(sample=lambda r, texts: gen(), deterministic=False,
-                           generate_many=lambda texts, n: [([motions[by_text.get(t, 0)] + rng.normal(0, 0.3, motions[0].shape[1:]).astype(np.float32) * 0 +
-                                                             rng.normal(0, 0.3, motions[by_text.get(t, 0)].shape).astype(np.float32)
-                                                             for _ in range(n)], [pres[by_text.get(t, 0)]] * n) for t in texts])
+        def jitter(m):
+            return m + rng.normal(0, 0.3, m.shape).astype(np.float32)
+
+        def many(texts, n):
+            return [([jitter(motions[first[t]]) for _ in range(n)], [pres[first[t]]] * n) for t in texts]
+
+        return R.RowSource(sample=lambda r, texts: ([jitter(m) for m in motions], pres), deterministic=False,
+                           generate_many=many)
+
     monkeypatch.setitem(R.ROWS, "noisy", noisy)
     ctx = R.EvalContext(run=None, clips=clips, evaluator=ev, repeats=2, mm_texts=5, mm_generations=4)
     table, _ = evaluate_rows(ctx, ["real", "noisy"], progress=False)
@@ -107,12 +114,12 @@ def test_saved_evaluator_is_reused_and_rows_are_one_function(report, synth, monk
 def test_glove_text_encoder_roundtrip(synth, tmp_path):
     from storage.reader import ClipReader
 
-    clips = ClipReader(synth).read_rows(columns=["motion", "presence", "captions"])[:40]
-    words = sorted({w for c in clips for k in c["captions"] for w in k["text"].lower().replace(",", " ").replace(".", " ").split()})
+    clips = ClipReader(synth).read_rows(columns=["motion", "presence", "captions"])[:20]
+    words = sorted({w for c in clips for k in c["captions"] for w in tokens(k["text"])})
     rng = np.random.default_rng(0)
     glove = tmp_path / "glove.txt"
     glove.write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in rng.normal(size=8)) + "\n" for w in words[:-3]))
-    cfg = EvaluatorConfig(text_encoder="glove", glove=str(glove), epochs=2, hidden=16, dim=8)
+    cfg = EvaluatorConfig(text_encoder="glove", glove=str(glove), epochs=1, hidden=16, dim=8)
     ev = train_evaluator(clips, cfg, out=tmp_path / "ev", progress=False)
     back = Evaluator.load(tmp_path / "ev")
     texts = [clips[0]["captions"][0]["text"], "an unseen zzzword sentence"]

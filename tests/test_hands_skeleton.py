@@ -1,6 +1,6 @@
 """Skeleton: joint orders, rest pose, FK and IK (FK(IK(x)) == x on poses FK can make)."""
-import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,6 +90,7 @@ def _random_pose(seed, batch, dtype=torch.float64):
     return go, loc, transl, scale
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from(["left", "right"]), st.sampled_from([torch.float32, torch.float64]))
 def test_fk_of_ik_reproduces_joints(seed, side, dtype):
@@ -144,9 +145,41 @@ def test_ik_is_batched_orthonormal_and_robust_to_noise():
 
 
 def test_ik_rejects_bad_shapes():
-    import pytest
-
     with pytest.raises(ValueError, match="21,3"):
         ik(torch.zeros(5, 20, 3))
     with pytest.raises(ValueError, match="side"):
         rest_skeleton("both")
+
+
+@pytest.mark.slow
+def test_ik_on_real_mediapipe_landmarks(shared_data):
+    """Real tracked joints (MediaPipe world landmarks of the sample photos): IK stays sane."""
+    import os
+
+    pytest.importorskip("mediapipe")
+    hand_tracking = pytest.importorskip("hand_tracking")
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    task = os.path.join(os.path.dirname(hand_tracking.__file__), "hand_landmarker.task")
+    opts = vision.HandLandmarkerOptions(base_options=BaseOptions(model_asset_path=task), num_hands=2)
+    joints, labels = [], []
+    with vision.HandLandmarker.create_from_options(opts) as det:
+        for path in sorted((shared_data / "images").glob("hands_*.jpg")):
+            res = det.detect(mp.Image.create_from_file(str(path)))
+            for lm, hd in zip(res.hand_world_landmarks, res.handedness):
+                joints.append([[p.x, p.y, p.z] for p in lm])
+                labels.append(hd[0].category_name.lower())
+    if not joints:
+        pytest.skip("no hands found in the sample photos")
+    x = torch.tensor(joints, dtype=torch.float64)  # [N,21,3] metres
+    left = handedness(x)
+    assert [("left" if v else "right") for v in left.tolist()] == labels  # agrees with MediaPipe
+    g, l, t = ik(x)
+    for R in (g, l):
+        assert torch.isfinite(R).all()
+        assert torch.allclose(R @ R.transpose(-1, -2), EYE.expand_as(R), atol=1e-9)
+    rest = torch.stack([rest_from_bone_lengths(bone_lengths(j), "left" if s else "right") for j, s in zip(x, left)])
+    err = (fk(g, l, t, rest) - x).norm(dim=-1)
+    # only the palm's non-rigid shape (which the MANO layout cannot hold) is lost
+    assert err.mean() < 0.01 and err.max() < 0.02

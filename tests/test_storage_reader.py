@@ -14,14 +14,14 @@ from storage.schema import table_to_rows
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("reader") / "D"
-    assert main(["synth", "--out", str(d), "--clips", "90", "--seed", "3", "--clips-per-shard", "30"]) == 0
+    assert main(["synth", "--out", str(d), "--clips", "60", "--seed", "3", "--clips-per-shard", "20"]) == 0
     return d
 
 
 def test_catalog_views(dataset):
     con = connect(dataset)
     n_clips, n_caps = con.execute("SELECT count(*), sum(len(captions)) FROM clips").fetchall()[0]
-    assert n_clips == 90
+    assert n_clips == 60
     assert con.execute("SELECT count(*) FROM captions").fetchall()[0][0] == n_caps
     assert con.execute("SELECT DISTINCT source FROM captions").fetchall() == [("synthetic",)]
     cols = [d[0] for d in con.execute("SELECT * FROM captions LIMIT 1").description]
@@ -44,8 +44,8 @@ def test_catalog_with_zero_shards(tmp_path):
 def test_reader_by_ids_split_and_columns(dataset):
     r = ClipReader(dataset)
     ids = r.clip_ids()
-    assert len(ids) == len(set(ids)) == 90
-    want = [ids[50], ids[3], ids[77]]  # across shards, out of order
+    assert len(ids) == len(set(ids)) == 60
+    want = [ids[50], ids[3], ids[27]]  # across shards, out of order
     rows = r.read_rows(want)
     assert [x["clip_id"] for x in rows] == want
     ref = {x["clip_id"]: x for x in table_to_rows(connect(dataset).sql(  # DuckDB returns plain nested lists
@@ -89,20 +89,20 @@ def test_reader_sees_new_and_rewritten_shards(dataset, tmp_path):
     first = sorted((d / "shards").glob("*.parquet"))[0]
     first.rename(d / "shards" / "moved-away.bak")
     r.refresh()
-    assert len(r) < 90
+    assert len(r) < 60
     (d / "shards" / "moved-away.bak").rename(first)
     r.refresh()
-    assert len(r) == 90
+    assert len(r) == 60
 
 
 def test_query_command_formats(dataset, capsys):
     assert main(["query", str(dataset), "SELECT split, count(*) AS n FROM clips GROUP BY split ORDER BY split",
                  "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert sum(r["n"] for r in rows) == 90 and {r["split"] for r in rows} <= {"train", "val", "test"}
+    assert sum(r["n"] for r in rows) == 60 and {r["split"] for r in rows} <= {"train", "val", "test"}
     assert main(["query", str(dataset), "SELECT count(*) AS n FROM captions", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].strip('"') == "n" and int(out[1]) >= 90
+    assert out[0].strip('"') == "n" and int(out[1]) >= 60
     assert main(["query", str(dataset), "SELECT state FROM ledger LIMIT 1"]) == 0
     assert "done" in capsys.readouterr().out
     assert main(["query", str(dataset), "SELECT nonsense FROM clips"]) == 2
@@ -135,7 +135,7 @@ def test_card_writes_markdown_histogram_and_dropped_reasons(dataset, tmp_path, c
     out = capsys.readouterr().out
     md = (d / "card" / "card.md").read_text()
     assert out.strip() == md.strip()
-    assert "90 clips" in md and "synthetic" in md and "| no_hands | 2 |" in md and "presence" in md
+    assert "60 clips" in md and "synthetic" in md and "| no_hands | 2 |" in md and "presence" in md
     png = (d / "card" / "length_hist.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["card", str(tmp_path / "nothing-here")]) == 2

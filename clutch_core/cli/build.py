@@ -154,8 +154,8 @@ class _ProgressBar:
 
         from annotators.batch import PROGRESS
 
-        # tqdm's default lock includes a multiprocessing semaphore that a forked child of the
-        # annotators can leave held: a thread lock is all one process with one bar needs.
+        # A build hung here on tqdm's default lock (it includes a multiprocessing semaphore);
+        # one bar drawn by one process needs only a thread lock.
         tqdm.set_lock(threading.RLock())
         tqdm.monitor_interval = 0
         self._progress, self._period = PROGRESS, period_s
@@ -169,7 +169,7 @@ class _ProgressBar:
         while not self._stop.wait(self._period):
             self._draw()
 
-    def _draw(self) -> None:
+    def _draw(self, refresh: bool = True) -> None:
         s = self._progress.snapshot()
         if s["total"] and self._t0 is None:
             self._t0 = time.monotonic()
@@ -177,14 +177,15 @@ class _ProgressBar:
         self._bar.total = s["total"]
         self._bar.n = finished
         fps = s["frames"] / max(1e-6, time.monotonic() - self._t0) if self._t0 else 0.0
-        self._bar.set_postfix(failed=s["failed"], quarantined=s["quarantined"], clips=s["clips"],
-                              fps=f"{fps:.1f}", refresh=False)
-        self._bar.refresh()
+        self._bar.set_postfix({"failed": s["failed"], "quarantined": s["quarantined"], "clips": s["clips"],
+                               "frames/s": f"{fps:.1f}"}, refresh=False)
+        if refresh:
+            self._bar.refresh()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self._draw()
+        self._draw(refresh=False)  # close() draws the final state once
         self._bar.close()
 
 

@@ -52,8 +52,8 @@ class EvaluatorConfig:
     dim: int = 128  # joint embedding size
     hidden: int = 128
     epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     temperature: float = 0.07
     seed: int = 0

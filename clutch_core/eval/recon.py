@@ -68,7 +68,7 @@ def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Seq
     errors, per_clip = [], []
     for rec, m, pr in zip(recs, motions, presences):
         pj = motion_to_joints(torch.from_numpy(rec)).numpy()
-        gj = motion_to_joints(torch.from_numpy(np.asarray(m, np.float32))).numpy()
+        gj = motion_to_joints(torch.from_numpy(np.array(m, np.float32))).numpy()
         e = M.reconstruction_errors(pj, gj, pr)
         errors.append(e)
         per_clip.append((len(m), float(e["mpjpe_mm"].mean()) if e["mpjpe_mm"].size else float("nan")))

@@ -63,6 +63,7 @@ def _tracklets(cents: np.ndarray, valid: np.ndarray, gate: float, max_skip: int)
     t_len, n = valid.shape
     ids = np.full((t_len, n), -1, int)
     last: dict[int, tuple[int, np.ndarray]] = {}  # tracklet -> (frame, centroid)
+    next_id = 0
     for t in range(t_len):
         pairs = []
         for j in np.flatnonzero(valid[t]):
@@ -79,7 +80,7 @@ def _tracklets(cents: np.ndarray, valid: np.ndarray, gate: float, max_skip: int)
                 used_j.add(j), used_k.add(k)
         for j in np.flatnonzero(valid[t]):
             if ids[t, j] < 0:
-                ids[t, j] = len(last) if not last else max(last) + 1
+                ids[t, j], next_id = next_id, next_id + 1
             last[int(ids[t, j])] = (t, cents[t, j])
     return ids
 

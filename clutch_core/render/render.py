@@ -68,9 +68,9 @@ class Camera:
         # from the viewer's side (-z), a bit right and above
         direction = np.array([0.45, -0.55, -1.0])
         direction /= np.linalg.norm(direction)
-        self.eye = self.center + direction * extent * 1.9
+        self.eye = self.center + direction * extent * 1.3
         self.R = look_at(self.eye, self.center, self.up)
-        self.f = size * 0.9
+        self.f = size * 1.0
         self.size = size
         self.ground = float(np.percentile(pts[:, 1], 99)) + 0.02  # below the lowest joint (y down)
         self.extent = extent
@@ -116,7 +116,7 @@ def draw_hands_3d(canvas: np.ndarray, cam: Camera, joints: np.ndarray, presence:
         for j, p in enumerate(PARENTS[1:], 1):
             cv2.line(canvas, tuple(int(x) for x in uv[j]), tuple(int(x) for x in uv[p]), color, thick, cv2.LINE_AA)
         for j in range(21):
-            cv2.circle(canvas, tuple(int(x) for x in uv[j]), thick + (2 if j == 0 else 0), (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(canvas, tuple(int(x) for x in uv[j]), thick + 1 if j == 0 else max(1, thick - 1), (255, 255, 255), -1, cv2.LINE_AA)
         cv2.putText(canvas, SIDE_NAMES[h], tuple(int(x) + 6 for x in uv[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
@@ -140,7 +140,9 @@ def draw_keypoints_2d(frame: np.ndarray, kp: np.ndarray, presence: np.ndarray, s
         for j, p in enumerate(PARENTS[1:], 1):
             cv2.line(frame, tuple(int(x) for x in uv[j]), tuple(int(x) for x in uv[p]), HAND_COLORS[h], thick + 1, cv2.LINE_AA)
         for j in range(21):
-            cv2.circle(frame, tuple(int(x) for x in uv[j]), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            c = tuple(int(x) for x in uv[j])
+            cv2.circle(frame, c, thick + 2, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(frame, c, thick + 1, HAND_COLORS[h], -1, cv2.LINE_AA)
 
 
 def source_path(row: dict, dataset: Path | None = None) -> Path | None:
@@ -283,7 +285,7 @@ def motion_joints(motion: np.ndarray) -> np.ndarray:
 
     from clutch_core.hands.motion import motion_to_joints
 
-    return motion_to_joints(torch.from_numpy(np.asarray(motion, np.float32))).numpy()
+    return motion_to_joints(torch.from_numpy(np.array(motion, np.float32))).numpy()
 
 
 def row_frames(row: dict, cfg: RenderConfig | None = None, dataset: Path | None = None) -> Iterator[np.ndarray]:

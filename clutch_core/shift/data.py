@@ -44,7 +44,7 @@ def load_clips(dataset: str | os.PathLike, split: str | None = None,
     """Motion and presence of the clips of one split (or given ids) of a dataset folder."""
     from storage.reader import ClipReader
 
-    reader = ClipReader(dataset)
+    reader = ClipReader(dataset, threads=1)  # one pass per call; see docs/shift.md
     ids = list(clip_ids) if clip_ids is not None else reader.clip_ids(split)
     table = reader.read_table(ids, columns=["clip_id", "motion", "presence"])
     motion = column_to_numpy(table.column("motion"), "motion")

@@ -76,7 +76,7 @@ def tokenize_dataset(run: str | os.PathLike, dataset: str | os.PathLike, chunk: 
     atomic_write_json(out / "tokenizer.json", {
         "run": str(Path(run).resolve()), "tokenizer": config["tokenizer"]["kind"], "streams": config["streams"],
         "codebooks": config["codebooks"], "frames_per_step": config["frames_per_step"], "steps": config["steps"]})
-    reader = ClipReader(dataset)
+    reader = ClipReader(dataset, threads=1)
     done = done_clip_ids(out)
     todo = sorted(set(reader.clip_ids()) - done)
     bar = None

@@ -185,6 +185,7 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
     ckpt = out_dir / CHECKPOINT
     step = 0
+    model.to(device)  # before loading: optimizer state follows the parameters' device
     if ckpt.exists():
         meta = load_training_state(ckpt, model, opt)
         if meta.get("train_config") != cfg.identity():
@@ -198,7 +199,7 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
         stats = fit_stats(train)
     if rank == 0:
         _trim_log(out_dir / TRAIN_LOG, step)
-    model.to(device).train()
+    model.train()
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
