@@ -53,6 +53,7 @@ class ClipPolicy:
 
 class FrameReader(Protocol):
     name: str  # 'decord' | 'pyav'
+    path: str
     timestamps: np.ndarray  # [N] float64 seconds, presentation order
     size: tuple[int, int]  # (width, height) of the frames it yields
 
@@ -111,7 +112,7 @@ class DecordReader:
         if n == 0:
             raise RuntimeError("decord found no frames")
         self.timestamps = np.asarray(self._vr.get_frame_timestamp(np.arange(n)), np.float64)[:, 0]
-        self.size, self._batch, self._path = size, batch, path
+        self.size, self._batch, self.path = size, batch, path
 
     def iter_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         idx = list(indices)
@@ -120,7 +121,9 @@ class DecordReader:
             try:
                 frames = self._vr.get_batch(part).asnumpy()  # [b, h, w, 3]
             except Exception as e:
-                raise BadVideoError(self._path, f"decode failed near frame {part[0]} (decord: {e})") from None
+                raise BadVideoError(self.path, f"decode failed near frame {part[0]} (decord: {e})") from None
+            if len(frames) != len(part):
+                raise BadVideoError(self.path, f"truncated: frames {part[0]}..{part[-1]} cannot be decoded")
             yield from zip(part, frames)
 
 
@@ -132,7 +135,7 @@ class PyAVReader:
     def __init__(self, path: str, size: tuple[int, int]):
         import av
 
-        self._path, self.size = path, size
+        self.path, self.size = path, size
         with av.open(path) as c:
             s = c.streams.video[0]
             tb = float(s.time_base)
@@ -151,7 +154,7 @@ class PyAVReader:
         last = max(want)
         w, h = self.size
         try:
-            with av.open(self._path) as c:
+            with av.open(self.path) as c:
                 s = c.streams.video[0]
                 s.thread_type = "AUTO"
                 for frame in c.decode(s):
@@ -163,7 +166,7 @@ class PyAVReader:
                     if i >= last:
                         return
         except av.error.FFmpegError as e:
-            raise BadVideoError(self._path, f"decode failed (pyav: {e})") from None
+            raise BadVideoError(self.path, f"decode failed (pyav: {e})") from None
 
 
 def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "decord") -> FrameReader:
@@ -203,8 +206,11 @@ def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int) -> It
     for k0 in range(0, len(src_index), chunk):
         need = src_index[k0:k0 + chunk]
         while need[-1] not in cache:
-            i, f = next(frames)
-            cache[i] = f
+            got = next(frames, None)
+            if got is None:  # the container lists frames its data no longer holds
+                raise BadVideoError(reader.path, f"truncated or corrupt: frame {int(need[-1])} of "
+                                                 f"{len(reader.timestamps)} cannot be decoded")
+            cache[got[0]] = got[1]
         out = np.stack([cache[int(i)] for i in need])
         keep = int(need[-1])
         cache = {i: f for i, f in cache.items() if i >= keep}  # only the last one may repeat

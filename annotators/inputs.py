@@ -55,6 +55,13 @@ def discover_inputs(specs: Iterable[str]) -> list[VideoInput]:
     return list(out.values())
 
 
+def check_specs(specs: Iterable[str]) -> None:
+    """Cheap up-front check (no hashing): every non-glob spec exists."""
+    for spec in specs:
+        if not any(c in str(spec) for c in "*?[") and not Path(spec).expanduser().exists():
+            raise InputError(f"video or manifest not found: {spec}")
+
+
 def _expand(spec: str) -> list[VideoInput]:
     p = Path(spec).expanduser()
     if any(c in spec for c in "*?["):

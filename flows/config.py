@@ -47,4 +47,9 @@ class BuildConfig:
         unknown = sorted(set(opts) - names)
         if unknown:
             raise ValueError(f"build-3dhiw: unknown annotator setting(s) {unknown}; known: {sorted(names)}")
+        if self.mano_dir:  # a missing model is the user's to fix, not a transient error to retry
+            from clutch_core.hands.mano import find_mano_file
+
+            for side in ("left", "right"):
+                find_mano_file(self.mano_dir, side)
         return AnnotateConfig(**opts)

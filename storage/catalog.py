@@ -23,6 +23,31 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def fetch_clips(con, dataset_dir: str | os.PathLike, clip_ids: list[str], columns: list[str] | None = None):
+    """Clips by id as an Arrow table, with DuckDB, reading only the shards that hold them.
+
+    A plain `SELECT * FROM clips WHERE clip_id = ?` is correct but DuckDB pays a little for
+    every row group of every shard (and every projected column), even the ones its min/max
+    statistics skip; at 32,000 clips that is most of a second (BENCHMARKS.md, "Storage").
+    This keeps a temp table `clip_files` (clip_id -> shard file, rebuilt when the shards
+    change) and then scans only the shards named there.
+    """
+    shards = [str(p) for p in list_shards(dataset_dir)]
+    known = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'clip_files'").fetchall()[0][0]
+    if not known or sorted(r[0] for r in con.execute("SELECT DISTINCT filename FROM clip_files").fetchall()) != shards:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE clip_files AS SELECT clip_id, filename "
+                    f"FROM read_parquet({_sql_str(shards_glob(dataset_dir))}, filename = true)")
+    ids = list(clip_ids)
+    marks = ", ".join("?" * len(ids))  # an IN list of constants is pushed down to row-group statistics
+    files = [r[0] for r in con.execute(f"SELECT DISTINCT filename FROM clip_files WHERE clip_id IN ({marks})",
+                                       ids).fetchall()]
+    cols = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
+    if not files:
+        return con.sql(f"SELECT {cols} FROM clips LIMIT 0").to_arrow_table()
+    return con.sql(f"SELECT {cols} FROM read_parquet({[str(f) for f in files]}) WHERE clip_id IN ({marks})",
+                   params=ids).to_arrow_table()
+
+
 def connect(dataset_dir: str | os.PathLike, database: str = ":memory:"):
     """A DuckDB connection with views `clips`, `captions` and `ledger` over DATASET.
 

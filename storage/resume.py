@@ -61,6 +61,7 @@ def dataset_lock(dataset_dir: str | os.PathLike) -> Iterator[Path]:
 
 def check_settings(ledger: Ledger, fingerprint: str, settings: dict) -> None:
     """Record the dataset's settings, or refuse different ones, naming the differences."""
+    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as stored (tuples -> lists)
     old = ledger.fingerprint
     if old is not None and old != fingerprint:
         before = json.loads(ledger.get_meta(SETTINGS_META) or "{}")

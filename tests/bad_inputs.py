@@ -15,6 +15,7 @@ import numpy as np
 EXPECTED = {
     "empty": "bad",
     "truncated": "bad",
+    "truncated_faststart": "bad",
     "text": "bad",
     "image": "bad",
     "random_bytes": "bad",
@@ -52,6 +53,19 @@ def write_video(path: Path, width: int, height: int, times_s: list[float], codec
     return path
 
 
+def _faststart(src: Path, dst: Path) -> Path:
+    """Remux with the index (moov) before the data, as streaming-ready MP4s are."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(i.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                o.mux(pkt)
+    return dst
+
+
 def make_bad_inputs(folder: str | Path) -> dict[str, Path]:
     """Write every case of EXPECTED into folder (all with a video extension) -> {case: path}."""
     from PIL import Image
@@ -65,6 +79,10 @@ def make_bad_inputs(folder: str | Path) -> dict[str, Path]:
     data = good.read_bytes()
     out["truncated"] = d / "truncated.mp4"
     out["truncated"].write_bytes(data[: len(data) // 3])
+    fast = _faststart(good, d / "_faststart.mp4")  # index first: the file opens, then its data ends
+    out["truncated_faststart"] = d / "truncated_faststart.mp4"
+    out["truncated_faststart"].write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    fast.unlink()
     out["unknown_codec"] = d / "unknown_codec.mp4"
     out["unknown_codec"].write_bytes(data.replace(b"avc1", b"zzz9"))
     good.unlink()

@@ -82,8 +82,10 @@ def test_bad_inputs_raise_bad_video_error_naming_file(bad_inputs):
 
 
 def test_vfr_video_comes_out_at_15fps(bad_inputs):
-    r = annotate_video(bad_inputs["vfr"], "vfr", AnnotateConfig())
+    calls = []
+    r = annotate_video(bad_inputs["vfr"], "vfr", AnnotateConfig(), progress=lambda done, total: calls.append((done, total)))
     assert r.num_frames == 30 and r.frames_decoded == 25  # 2 s; 10 fps part repeats frames
+    assert calls[-1] == (30, 30) and [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 def test_decord_and_pyav_agree(tmp_path):

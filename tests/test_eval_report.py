@@ -76,8 +76,9 @@ def test_saved_evaluator_is_reused_and_rows_are_one_function(report, synth, monk
     weights = run / "evaluator" / "evaluator.safetensors"
     stamp = weights.stat().st_mtime_ns
     out2 = run / "report2"
-    assert main(["eval", str(run), "--dataset", str(synth), "--out", str(out2), "--repeats", "2",
-                 "--split", "all", "--rows", "real"]) == 0
+    # options may come before RUN
+    assert main(["eval", "--dataset", str(synth), "--out", str(out2), "--repeats", "2", "--split", "all",
+                 str(run), "--rows", "real"]) == 0
     assert weights.stat().st_mtime_ns == stamp  # not retrained
     assert set(json.loads((out2 / "metrics.json").read_text())) == {"real"}
 
@@ -135,6 +136,11 @@ def test_eval_cli_user_errors(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path), "--out", str(tmp_path / "r"),
                  "--rows", "nonsense"]) == 2
     assert "unknown row" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--dataset", str(tmp_path), "--out", str(tmp_path / "r"),
+                 "--refs", "x.txt"]) == 2
+    assert "--refs is not an option of `clutch eval RUN`" in capsys.readouterr().err
+    assert main(["eval", "captions", "--refs", "x.txt"]) == 2
+    assert "needs --refs REFS.txt and --hyps HYPS.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "captions", "--help"])
     assert "--refs" in capsys.readouterr().out

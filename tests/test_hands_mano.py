@@ -162,6 +162,12 @@ def test_cli_help_and_check(mano_dir, capsys):
     assert "right:" in out and "778 vertices" in out and "9.5 cm" in out
 
 
+def test_fingertip_ids_are_smplx_ones():
+    from smplx.vertex_ids import vertex_ids
+
+    assert FINGERTIP_VERTEX_IDS == dict(vertex_ids["mano"])
+
+
 def test_rest_joints_match_documented_scale(mano_dir):
     rest = mano_rest_joints(load_mano(mano_dir, "right"))
     assert torch.allclose(bone_lengths(rest), bone_lengths(rest_skeleton("right")), atol=1e-6)

@@ -138,6 +138,13 @@ def test_ik_is_batched_orthonormal_and_robust_to_noise():
     # deterministic
     g2, l2, _ = ik(noisy, side="right")
     assert torch.equal(g, g2) and torch.equal(l, l2)
+    # a hand with a NaN joint gives NaN for that hand only
+    holed = noisy[:2].clone()
+    holed[1, 7, 3] = float("nan")
+    g3, l3, t3 = ik(holed, side="right")
+    assert torch.isnan(g3[1, 7]).all() and torch.isnan(l3[1, 7]).all() and torch.isnan(t3[1, 7]).all()
+    assert torch.isnan(l3).flatten(2).any(-1).nonzero().tolist() == [[1, 7]]
+    assert torch.isfinite(l3[0]).all() and torch.allclose(l3[1, :7], l[1, :7])
     # noise in, bounded error out: FK(IK) stays within a few noise levels of the input
     rest = rest_from_bone_lengths(bone_lengths(noisy), "right")
     err = (fk(g, l, t, rest) - noisy).norm(dim=-1)[1:]

@@ -85,10 +85,13 @@ def run_build(args) -> int:
                   mano_dir=args.mano_dir, vlm=args.vlm, annotate=_parse_settings(args.annotate),
                   task_runner=args.task_runner, workers=args.workers, retries=args.retries,
                   retry_delay_s=args.retry_delay)
+    from annotators.inputs import check_specs
+
     try:  # usage errors before a Prefect server starts
+        check_specs(args.videos)
         cfg = BuildConfig(**{**params, "videos": tuple(params["videos"])})
         cfg.annotate_config()
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     _check_dataset(cfg)
 

@@ -8,54 +8,57 @@ from pathlib import Path
 from clutch_core.cli import CliError
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="clutch eval",
-        description="Evaluate a training run: text-to-motion metrics (R-precision, FID, MM-Dist, Diversity, "
-        "MultiModality) for real motion and every model the run holds, reconstruction errors of its "
-        "tokenizer, report.md + metrics.json + PNG figures. Trains the evaluator on DATASET's train split "
-        "when RUN/evaluator/ does not exist yet, and saves it there.",
-    )
-    p.add_argument("run", type=Path, help="run folder (RUN/shift/, RUN/evaluator/ ... are used when present)")
-    p.add_argument("--dataset", type=Path, required=True, help="3D-HIW dataset folder (DATASET/shards/*.parquet)")
-    p.add_argument("--out", type=Path, required=True, help="report folder to write")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                   help="evaluation clips (default test; falls back to val+test, then all, below 32 clips)")
-    p.add_argument("--repeats", type=int, default=20, help="repeats for mean and 95%% CI (default 20)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports)")
-    p.add_argument("--retrain-evaluator", action="store_true", help="train a new evaluator even if RUN/evaluator/ exists")
-    p.add_argument("--text-encoder", choices=["minilm", "glove"], default=None,
-                   help="evaluator text side when training one (default minilm; glove when --glove is given)")
-    p.add_argument("--text-model", default=None, help="sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--glove", default=None, help="GloVe .txt file for the GloVe + BiGRU text encoder")
-    p.add_argument("--evaluator-epochs", type=int, default=None, help="evaluator training epochs (default 40)")
-    return p
+RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
+               "glove", "evaluator_epochs")
+CAPTION_OPTIONS = ("refs", "hyps", "bert_model", "bert_layers", "no_bertscore")
 
 
-def _captions_parser() -> argparse.ArgumentParser:
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    """One parser for both forms, so options may come before or after RUN."""
     from clutch_core.eval.captions import REF_SEPARATOR
 
-    p = argparse.ArgumentParser(
-        prog="clutch eval captions",
-        description="Captioning metrics (BLEU-1/4 nltk, ROUGE-L rouge-score, CIDEr pycocoevalcap, BERTScore "
-        "bert-score with the offline MiniLM) of HYPS against REFS; prints JSON with bleu_1, bleu_4, rouge_l, "
-        "cider, bertscore_f1.",
-    )
-    p.add_argument("--refs", type=Path, required=True,
-                   help=f"references, one line per hypothesis; several references on a line separated by '{REF_SEPARATOR.strip()}'")
-    p.add_argument("--hyps", type=Path, required=True, help="hypotheses, one caption per line")
-    p.add_argument("--bert-model", default=None, help="local model folder for BERTScore (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--bert-layers", type=int, default=None, help="BERTScore layer (default 6)")
-    p.add_argument("--no-bertscore", action="store_true", help="skip BERTScore (the slow one)")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
-    return p
+    p.add_argument("target", metavar="RUN|captions", help="a run folder, or the word 'captions'")
+    p.add_argument("--out", type=Path, default=None,
+                   help="RUN form: report folder to write (required); captions form: also write the JSON here")
+    r = p.add_argument_group("clutch eval RUN --dataset DATASET --out REPORT")
+    r.add_argument("--dataset", type=Path, help="3D-HIW dataset folder (DATASET/shards/*.parquet)")
+    r.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
+                   help="evaluation clips (default test; falls back to val+test, then all, below 32 clips)")
+    r.add_argument("--repeats", type=int, default=None, help="repeats for mean and 95%% CI (default 20)")
+    r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
+    r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports)")
+    r.add_argument("--retrain-evaluator", action="store_true", default=None,
+                   help="train a new evaluator even if RUN/evaluator/ exists")
+    r.add_argument("--text-encoder", choices=["minilm", "glove"], default=None,
+                   help="evaluator text side when training one (default minilm; glove when --glove is given)")
+    r.add_argument("--text-model", default=None, help="sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
+    r.add_argument("--glove", default=None, help="GloVe .txt file for the GloVe + BiGRU text encoder")
+    r.add_argument("--evaluator-epochs", type=int, default=None, help="evaluator training epochs (default 40)")
+    c = p.add_argument_group("clutch eval captions --refs REFS.txt --hyps HYPS.txt")
+    c.add_argument("--refs", type=Path, default=None,
+                   help=f"references, one line per hypothesis; several on a line separated by '{REF_SEPARATOR.strip()}'")
+    c.add_argument("--hyps", type=Path, default=None, help="hypotheses, one caption per line")
+    c.add_argument("--bert-model", default=None, help="local model folder for BERTScore (default: packaged all-MiniLM-L6-v2)")
+    c.add_argument("--bert-layers", type=int, default=None, help="BERTScore layer (default 6)")
+    c.add_argument("--no-bertscore", action="store_true", default=None, help="skip BERTScore (the slow one)")
 
 
-def eval_handler(args) -> int:
-    if args.target == "captions":
-        return captions_handler(_captions_parser().parse_args(args.rest))
-    return run_handler(_run_parser().parse_args([args.target, *args.rest]))
+def _reject(a, names: tuple[str, ...], form: str) -> None:
+    given = [n for n in names if getattr(a, n) is not None]
+    if given:
+        raise CliError(f"--{given[0].replace('_', '-')} is not an option of `{form}`")
+
+
+def eval_handler(a) -> int:
+    if a.target == "captions":
+        _reject(a, RUN_OPTIONS, "clutch eval captions")
+        if a.refs is None or a.hyps is None:
+            raise CliError("`clutch eval captions` needs --refs REFS.txt and --hyps HYPS.txt")
+        return captions_handler(a)
+    _reject(a, CAPTION_OPTIONS, "clutch eval RUN")
+    if a.dataset is None or a.out is None:
+        raise CliError("`clutch eval RUN` needs --dataset DATASET and --out REPORT")
+    return run_handler(a)
 
 
 def run_handler(a) -> int:
@@ -72,10 +75,12 @@ def run_handler(a) -> int:
         ecfg.epochs = a.evaluator_epochs
     if ecfg.text_encoder == "glove" and not a.glove:
         raise CliError("--text-encoder glove needs --glove FILE.txt")
-    cfg = ReportConfig(split=a.split, repeats=a.repeats, seed=a.seed, rows=a.rows,
-                       retrain_evaluator=a.retrain_evaluator, evaluator=ecfg)
+    cfg = ReportConfig(split=a.split or "test", repeats=a.repeats or 20, seed=a.seed or 0, rows=a.rows,
+                       retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg)
+    if cfg.repeats < 1:
+        raise CliError("--repeats must be at least 1")
     try:
-        table = write_report(a.run, a.dataset, a.out, cfg)
+        table = write_report(Path(a.target), a.dataset, a.out, cfg)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from e
     keys = ("r_precision_top3", "fid", "mpjpe_mm")
@@ -136,16 +141,18 @@ def browse_handler(a) -> int:
 
 
 def register(sub) -> None:
-    run_help = _run_parser().format_help()
-    cap_help = _captions_parser().format_help()
     p = sub.add_parser(
         "eval", help="evaluate a run (clutch eval RUN ...) or captions (clutch eval captions ...)",
-        description="Two forms:\n\n" + run_help + "\n" + cap_help,
-        formatter_class=argparse.RawDescriptionHelpFormatter, usage="clutch eval RUN --dataset D --out REPORT [...]\n"
-        "       clutch eval captions --refs REFS.txt --hyps HYPS.txt [...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter, usage="clutch eval RUN --dataset DATASET --out REPORT [options]\n"
+        "       clutch eval captions --refs REFS.txt --hyps HYPS.txt [options]",
+        description="clutch eval RUN: text-to-motion metrics (R-precision, FID, MM-Dist, Diversity, MultiModality) "
+        "for real motion and every model the run holds, reconstruction errors of its tokenizer; writes "
+        "REPORT/report.md, metrics.json and PNG figures. Trains the evaluator on DATASET's train split when "
+        "RUN/evaluator/ does not exist yet, and saves it there.\n\n"
+        "clutch eval captions: captioning metrics (BLEU-1/4 nltk, ROUGE-L rouge-score, CIDEr pycocoevalcap, "
+        "BERTScore bert-score with the offline MiniLM); prints JSON with bleu_1, bleu_4, rouge_l, cider, bertscore_f1.",
     )
-    p.add_argument("target", metavar="RUN|captions", help="a run folder, or the word 'captions'")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    _add_eval_arguments(p)
     p.set_defaults(func=eval_handler)
 
     r = sub.add_parser(

@@ -13,6 +13,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .skeleton import MEDIAPIPE_TO_MANO, MANO_PARENTS, rest_skeleton
 
@@ -36,7 +37,7 @@ def _perp_basis(d: np.ndarray):
 
 
 def _right_hand(rng: np.random.Generator) -> dict:
-    J21 = rest_skeleton("right", dtype=__import__("torch").float64).numpy()[list(MEDIAPIPE_TO_MANO)] + _WRIST_OFFSET
+    J21 = rest_skeleton("right", dtype=torch.float64).numpy()[list(MEDIAPIPE_TO_MANO)] + _WRIST_OFFSET
     verts, weights, reg_of = [], [], []  # reg_of[i]: joint whose regressor averages vertex i
     faces, finger_of = [], []
     n_palm = np.cross(J21[4] - J21[0], J21[7] - J21[1])  # wrist->middle1 x index1->pinky1

@@ -152,6 +152,8 @@ def rot6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     k = b1.abs().argmin(dim=-1, keepdim=True)
     fb = torch.cross(b1, torch.zeros_like(b1).scatter(-1, k, 1.0), dim=-1)
     fb = fb / fb.norm(dim=-1, keepdim=True)
-    b2 = torch.where(nr > 1e-8, r / nr.clamp(min=1e-8), fb)
+    ok = nr > 1e-8 * (1 + a2.norm(dim=-1, keepdim=True))
+    b2 = torch.where(ok, r / nr.clamp(min=1e-30), fb)
+    b2 = F.normalize(b2 - (b1 * b2).sum(-1, keepdim=True) * b1, dim=-1, eps=1e-30)  # second pass: exact orthogonality
     b3 = torch.cross(b1, b2, dim=-1)
     return torch.stack([b1, b2, b3], dim=-1)

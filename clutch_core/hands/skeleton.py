@@ -248,11 +248,15 @@ def ik(joints: torch.Tensor, rest: torch.Tensor | None = None, side: str | None 
     - the two distal joints: the smallest rotation matching each bone direction (pure hinges for
       planar fingers).
     `rest` None: the template's directions with the joints' own bone lengths, so that
-    ``fk(*ik(x)) == x`` for any x that fk can produce. `side` None: inferred with `handedness`.
-    Rotations are orthonormal for any finite input (noisy tracks included).
+    ``fk(*ik(x), rest_from_bone_lengths(bone_lengths(x), side)) == x`` for any x fk can produce. `side` None: inferred with `handedness`.
+    Rotations are orthonormal for any finite input (noisy tracks included); a hand with a
+    non-finite joint gets NaN outputs without affecting the rest of the batch.
     """
     if joints.shape[-2:] != (21, 3):
         raise ValueError(f"ik expects joints [...,21,3], got {tuple(joints.shape)}")
+    bad = ~torch.isfinite(joints).all(dim=-1).all(dim=-1)  # [...] hands with NaN/inf joints
+    if bad.any():  # solve the others; the bad ones come back as NaN instead of failing the batch
+        joints = torch.where(bad[..., None, None], rest_skeleton("right", dtype=joints.dtype, device=joints.device), joints)
     if side is None:
         left = handedness(joints if rest is None else rest)
     else:
@@ -285,4 +289,10 @@ def ik(joints: torch.Tensor, rest: torch.Tensor | None = None, side: str | None 
         Rw = Rw @ Lk
         locs.append(Lk)
     local = torch.stack(locs, dim=-3).reshape(lead + (15, 3, 3))
+    if bad.any():
+        nan = torch.tensor(float("nan"), dtype=joints.dtype, device=joints.device)
+        bad = bad.expand(lead)
+        R0 = torch.where(bad[..., None, None], nan, R0)
+        local = torch.where(bad[..., None, None, None], nan, local)
+        transl = torch.where(bad[..., None], nan, transl)
     return R0, local, transl

@@ -37,7 +37,7 @@ class RenderConfig:
     width: int = 480  # panel height in pixels (each panel is square-ish: 3D panel is width x width)
     show_source: bool = True
     fps: float = FPS
-    subtitle_lines: int = 2
+    subtitle_lines: int = 3
 
 
 # ------------------------------------------------------------------ 3D panel
@@ -65,8 +65,8 @@ class Camera:
         self.center = (lo + hi) / 2
         extent = max(float(np.linalg.norm(hi - lo)), 0.15)
         self.up = np.array([0.0, -1.0, 0.0])
-        # from the viewer's side (-z), a bit right and above
-        direction = np.array([0.45, -0.55, -1.0])
+        # from behind the source camera (-z), a bit right and above, so the panel reads like the video
+        direction = np.array([0.15, -0.6, -1.0])
         direction /= np.linalg.norm(direction)
         self.eye = self.center + direction * extent * 1.3
         self.R = look_at(self.eye, self.center, self.up)

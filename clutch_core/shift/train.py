@@ -127,6 +127,15 @@ def tokenizer_loss(out: TokenizerOutput, x: torch.Tensor, presence: torch.Tensor
     return total, dict(zip(("loss", "recon", "vel", "commit"), parts))
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, no weight decay on biases; the fused kernel (one pass over the parameters instead
+    of ~10 elementwise passes: a large share of a CPU step, see BENCHMARKS.md "SHIFT")."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas, fused=True)
+
+
 def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
 
@@ -178,14 +187,10 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
         raise ValueError(f"{dataset}: no clips in the train split")
 
     model = build_tokenizer(cfg.tokenizer_config())
-    decay, no_decay = [], []
-    for p_ in model.parameters():
-        (decay if p_.ndim > 1 else no_decay).append(p_)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
     ckpt = out_dir / CHECKPOINT
     step = 0
     model.to(device)  # before loading: optimizer state follows the parameters' device
+    opt = make_optimizer(model, cfg)
     if ckpt.exists():
         meta = load_training_state(ckpt, model, opt)
         if meta.get("train_config") != cfg.identity():
