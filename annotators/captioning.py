@@ -182,7 +182,7 @@ class VLMCaptioner:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.processor = AutoProcessor.from_pretrained(str(Path(model).expanduser()) if looks_local else model)
-            kw = {"torch_dtype": torch.bfloat16} if self.device.startswith("cuda") else {}
+            kw = {_dtype_kwarg(): torch.bfloat16} if self.device.startswith("cuda") else {}
             self.model = AutoModelForImageTextToText.from_pretrained(
                 str(Path(model).expanduser()) if looks_local else model, **kw
             ).to(self.device).eval()
@@ -230,6 +230,14 @@ class VLMCaptioner:
             summaries.append((c.frames, SUMMARY_PROMPT.format(notes=lines)))
         texts = iter(self._generate(summaries))
         return [next(texts) or None if c.frames else None for c in clips]
+
+
+def _dtype_kwarg() -> str:
+    """transformers renamed from_pretrained's `torch_dtype` to `dtype` in 4.56."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
 _VLM_CACHE: dict[tuple[Any, ...], VLMCaptioner] = {}

@@ -51,11 +51,11 @@ def discover(cfg: BuildConfig) -> list[VideoInput]:
 
 @task(name="plan", cache_policy=NO_CACHE)
 def plan(cfg: BuildConfig, videos: list[VideoInput]) -> list[list[VideoInput]]:
-    acfg = cfg.annotate_config()
+    fingerprint, settings = cfg.settings()
     ledger = Ledger(cfg.out)
-    check_settings(ledger, acfg.fingerprint(), _settings(acfg))
+    check_settings(ledger, fingerprint, settings)
     for v in videos:
-        ledger.register(v.video_id, v.path, acfg.fingerprint())
+        ledger.register(v.video_id, v.path, fingerprint)
     repaired = reconcile_shards(ledger, cfg.out)
     p = plan_batches(ledger, [v.video_id for v in videos], cfg.batch_size,
                      retry_failed=cfg.retry_failed, include_quarantined=cfg.include_quarantined)
@@ -164,8 +164,3 @@ def make_task_runner(cfg: BuildConfig):
         return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers})
     return ThreadPoolTaskRunner(max_workers=cfg.workers)
 
-
-def _settings(acfg) -> dict:
-    import dataclasses
-
-    return {k: v for k, v in dataclasses.asdict(acfg).items()} if dataclasses.is_dataclass(acfg) else {}

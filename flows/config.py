@@ -36,6 +36,11 @@ class BuildConfig:
         if self.task_runner not in TASK_RUNNERS:
             raise ValueError(f"build-3dhiw: task_runner must be one of {TASK_RUNNERS}, got {self.task_runner!r}")
 
+    def settings(self) -> tuple[str, dict[str, Any]]:
+        """(fingerprint, settings) of the annotators, as stored in the dataset."""
+        acfg = self.annotate_config()
+        return acfg.fingerprint(), dataclasses.asdict(acfg)
+
     def annotate_config(self):
         """The annotators' settings (their fingerprint is stored in the dataset)."""
         from annotators.pipeline import AnnotateConfig

@@ -29,7 +29,7 @@ _INDEX_COLUMNS = ["clip_id", "video_id", "split", "num_frames"]
 class _Shard:
     path: Path
     stamp: tuple[int, int]  # (mtime_ns, size): a rewritten shard is re-indexed
-    file: pq.ParquetFile
+    metadata: pq.FileMetaData
     clip_id: np.ndarray  # [N] object
     video_id: np.ndarray
     split: np.ndarray
@@ -51,7 +51,7 @@ def _index_shard(path: Path) -> _Shard:
     sizes = [f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)]
     rg = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
     starts = np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
-    return _Shard(path, _stamp(path), f,
+    return _Shard(path, _stamp(path), f.metadata,
                   np.asarray(t.column("clip_id").to_pylist(), dtype=object),
                   np.asarray(t.column("video_id").to_pylist(), dtype=object),
                   np.asarray(t.column("split").to_pylist(), dtype=object),
@@ -124,23 +124,28 @@ class ClipReader:
         elif split is not None:
             clip_ids = [c for c in clip_ids if self._shards[self._where[c][0]].split[self._where[c][1]] == split]
         locs = self._locate(clip_ids)
-        groups: dict[tuple[Path, int], list[int]] = {}  # (shard, row group) -> positions in the output
-        for pos, (p, i) in enumerate(locs):
-            groups.setdefault((p, int(self._shards[p].row_group[i])), []).append(pos)
-        if not groups:
+        if not locs:
             return CLIP_SCHEMA.empty_table().select(cols)
+        by_shard: dict[Path, list[int]] = {}  # shard -> positions in the output
+        for pos, (p, _) in enumerate(locs):
+            by_shard.setdefault(p, []).append(pos)
 
-        def read(key: tuple[Path, int]) -> pa.Table:
-            p, rg = key
-            s = self._shards[p]
-            rows = [int(s.row_in_group[locs[pos][1]]) for pos in groups[key]]
-            return s.file.read_row_group(rg, columns=cols, use_threads=False).take(rows)
+        def read(p: Path) -> pa.Table:
+            # A fresh reader per task (parsed footer reused): pyarrow readers are not thread-safe.
+            s, positions = self._shards[p], by_shard[p]
+            rows = np.array([locs[pos][1] for pos in positions])
+            groups = np.unique(s.row_group[rows])
+            f = pq.ParquetFile(p, metadata=s.metadata)
+            t = f.read_row_groups(groups.tolist(), columns=cols, use_threads=False)
+            sizes = np.array([s.metadata.row_group(int(g)).num_rows for g in groups])
+            first = dict(zip(groups.tolist(), np.cumsum(sizes) - sizes))  # row group -> its first row in t
+            return t.take([int(first[int(s.row_group[i])] + s.row_in_group[i]) for i in rows])
 
-        with ThreadPoolExecutor(max(1, min(self.threads, len(groups)))) as pool:
-            parts = list(pool.map(read, groups))
+        with ThreadPoolExecutor(max(1, min(self.threads, len(by_shard)))) as pool:
+            parts = list(pool.map(read, by_shard))
         table = pa.concat_tables(parts)
         order = np.empty(len(locs), dtype=np.int64)  # output position -> row of `table`
-        order[np.concatenate([groups[k] for k in groups])] = np.arange(len(locs))
+        order[np.concatenate(list(by_shard.values()))] = np.arange(len(locs))
         return table.take(order)
 
     def read_rows(self, clip_ids: Sequence[str] | None = None, split: str | None = None,

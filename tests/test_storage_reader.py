@@ -139,3 +139,36 @@ def test_card_writes_markdown_histogram_and_dropped_reasons(dataset, tmp_path, c
     png = (d / "card" / "length_hist.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["card", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_fetch_clips_reads_only_the_right_shards(dataset, tmp_path):
+    import shutil
+
+    from storage.catalog import fetch_clips
+
+    d = tmp_path / "D"
+    shutil.copytree(dataset, d)
+    con = connect(d)
+    ids = ClipReader(d).clip_ids()
+    t = fetch_clips(con, d, [ids[40], ids[2], "missing"])
+    assert sorted(t.column("clip_id").to_pylist()) == sorted([ids[40], ids[2]])
+    assert t.column_names == connect(d).sql("SELECT * FROM clips LIMIT 0").columns
+    assert fetch_clips(con, d, [ids[5]], ["clip_id", "num_frames"]).column_names == ["clip_id", "num_frames"]
+    assert fetch_clips(con, d, ["missing"]).num_rows == 0
+    assert main(["synth", "--out", str(tmp_path / "more"), "--clips", "5", "--seed", "99"]) == 0
+    new = sorted((tmp_path / "more" / "shards").glob("*.parquet"))[0]
+    shutil.copy(new, d / "shards" / "part-extra.parquet")  # a shard written after the lookup table
+    extra = ClipReader(tmp_path / "more").clip_ids()[0]
+    assert fetch_clips(con, d, [extra]).column("clip_id").to_pylist() == [extra]
+
+
+def test_reader_is_safe_from_several_threads(dataset):
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = ClipReader(dataset, threads=4)
+    ids = r.clip_ids()
+    batches = [ids[i::5] for i in range(5)] * 4
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(r.load_batch, batches))
+    for b, got in zip(batches, out):
+        assert got["clip_ids"] == b and int(got["lengths"].sum()) == int(r.num_frames(b).sum())

@@ -1,6 +1,6 @@
 """`clutch build` (run build-3dhiw here) and `clutch serve` (serve it as a Prefect deployment).
 
-Exit status of `clutch build` (EXIT_CODES): 0 every given video is done; 1 some video failed
+Exit status of `clutch build`: 0 every given video is done; 1 some video failed
 (rerun with --retry-failed) or the build stopped on an error; 2 a usage error (bad path,
 other settings than the dataset's, dataset busy); 3 nothing failed but some videos are
 quarantined as bad input (see `clutch status DATASET`).
@@ -111,18 +111,15 @@ def run_build(args) -> int:
 
 def _check_dataset(cfg) -> None:
     """Refuse other settings or a busy dataset up front (the flow checks again under its lock)."""
+    from pathlib import Path
+
     from storage.ledger import LEDGER_FILE, Ledger
     from storage.resume import DatasetBusy, SettingsMismatch, check_settings, dataset_lock
-
-    from pathlib import Path
 
     try:
         with dataset_lock(cfg.out):
             if (Path(cfg.out) / LEDGER_FILE).exists():
-                acfg = cfg.annotate_config()
-                from flows.build_3dhiw import _settings
-
-                check_settings(Ledger(cfg.out), acfg.fingerprint(), _settings(acfg))
+                check_settings(Ledger(cfg.out), *cfg.settings())
     except (DatasetBusy, SettingsMismatch) as e:
         raise CliError(str(e)) from None
 

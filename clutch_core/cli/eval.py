@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
 from clutch_core.cli import CliError
@@ -145,12 +146,14 @@ def register(sub) -> None:
         "eval", help="evaluate a run (clutch eval RUN ...) or captions (clutch eval captions ...)",
         formatter_class=argparse.RawDescriptionHelpFormatter, usage="clutch eval RUN --dataset DATASET --out REPORT [options]\n"
         "       clutch eval captions --refs REFS.txt --hyps HYPS.txt [options]",
-        description="clutch eval RUN: text-to-motion metrics (R-precision, FID, MM-Dist, Diversity, MultiModality) "
-        "for real motion and every model the run holds, reconstruction errors of its tokenizer; writes "
-        "REPORT/report.md, metrics.json and PNG figures. Trains the evaluator on DATASET's train split when "
-        "RUN/evaluator/ does not exist yet, and saves it there.\n\n"
-        "clutch eval captions: captioning metrics (BLEU-1/4 nltk, ROUGE-L rouge-score, CIDEr pycocoevalcap, "
-        "BERTScore bert-score with the offline MiniLM); prints JSON with bleu_1, bleu_4, rouge_l, cider, bertscore_f1.",
+        description="\n\n".join(textwrap.fill(t, 88) for t in (
+            "clutch eval RUN: text-to-motion metrics (R-precision, FID, MM-Dist, Diversity, MultiModality) "
+            "for real motion and every model the run holds, reconstruction errors of its tokenizer; writes "
+            "REPORT/report.md, metrics.json and PNG figures. Trains the evaluator on DATASET's train split when "
+            "RUN/evaluator/ does not exist yet, and saves it there.",
+            "clutch eval captions: captioning metrics (BLEU-1/4 nltk, ROUGE-L rouge-score, CIDEr pycocoevalcap, "
+            "BERTScore bert-score with the offline MiniLM); prints JSON with bleu_1, bleu_4, rouge_l, cider, "
+            "bertscore_f1.")),
     )
     _add_eval_arguments(p)
     p.set_defaults(func=eval_handler)
