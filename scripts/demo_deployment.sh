@@ -13,11 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-abspath() { python3 -c 'import os, sys; print(os.path.abspath(sys.argv[1]))' "$1"; }
+BIN=${CLUTCH_BIN:-$([ -x .venv/bin/prefect ] && echo "$ROOT/.venv/bin" || dirname "$(command -v prefect)")}
+PY=$BIN/python
+[ -x "$PY" ] || PY=python3
+abspath() { "$PY" -c 'import os, sys; print(os.path.abspath(sys.argv[1]))' "$1"; }
 VIDEOS=$(abspath "${1:-../shared/data/videos}")
 OUT=$(abspath "${2:-runs/demo-3dhiw}")
 PORT=${CLUTCH_PREFECT_PORT:-4200}
-BIN=${CLUTCH_BIN:-$([ -x .venv/bin/prefect ] && echo "$ROOT/.venv/bin" || dirname "$(command -v prefect)")}
 TIMEOUT_S=${CLUTCH_DEMO_TIMEOUT_S:-900}
 
 export PREFECT_HOME=$(abspath "${PREFECT_HOME:-.prefect}")
@@ -28,19 +30,23 @@ LOGS=$PREFECT_HOME/demo-logs
 mkdir -p "$LOGS"
 
 STARTED=()  # process-group ids of what this script started
+background() {  # run "$@" in its own process group (so cleanup stops its children too)
+  if command -v setsid >/dev/null; then setsid "$@" & else "$@" & fi
+  STARTED+=($!)
+}
 cleanup() {
   for pgid in "${STARTED[@]}"; do
-    kill -TERM -- "-$pgid" 2>/dev/null || true
+    kill -TERM -- "-$pgid" 2>/dev/null || kill -TERM "$pgid" 2>/dev/null || true
   done
   for pgid in "${STARTED[@]}"; do
     for _ in $(seq 50); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$pgid" 2>/dev/null || true
+    kill -KILL -- "-$pgid" 2>/dev/null || kill -KILL "$pgid" 2>/dev/null || true
   done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-healthy() { python3 - "$PREFECT_API_URL/health" <<'EOF'
+healthy() { "$PY" - "$PREFECT_API_URL/health" <<'EOF'
 import sys, urllib.request
 try:
     sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200 else 1)
@@ -62,18 +68,16 @@ if healthy; then
   echo "using the Prefect server at $PREFECT_API_URL"
 else
   echo "starting a Prefect server at $PREFECT_API_URL (PREFECT_HOME=$PREFECT_HOME, log $LOGS/server.log)"
-  setsid "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" >"$LOGS/server.log" 2>&1 &
-  STARTED+=($!)
+  background "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" >"$LOGS/server.log" 2>&1
   wait_for 180 "the Prefect server" healthy
 fi
 
 echo "serving deployments (log $LOGS/serve.log)"
-setsid "$BIN/clutch" serve >"$LOGS/serve.log" 2>&1 &
-STARTED+=($!)
+background "$BIN/clutch" serve >"$LOGS/serve.log" 2>&1
 wait_for 180 "deployment build-3dhiw/local" "$BIN/prefect" deployment inspect build-3dhiw/local
 
 echo "running build-3dhiw/local: videos=[$VIDEOS] out=$OUT"
-PARAM_VIDEOS=$(python3 -c 'import json, sys; print(json.dumps([sys.argv[1]]))' "$VIDEOS")
+PARAM_VIDEOS=$("$PY" -c 'import json, sys; print(json.dumps([sys.argv[1]]))' "$VIDEOS")
 timeout "$TIMEOUT_S" "$BIN/prefect" deployment run build-3dhiw/local \
   --param videos="$PARAM_VIDEOS" --param out="$OUT" --watch | tee "$LOGS/run.log"
 rc=${PIPESTATUS[0]}

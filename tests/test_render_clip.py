@@ -92,3 +92,25 @@ def test_render_motion_files(tmp_path, capsys):
     assert main(["render", "--motion", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.gif")]) == 2
     assert "bad.npy" in capsys.readouterr().err and not (tmp_path / "x.gif").exists()
     assert main(["render", "--motion", str(tmp_path / "m.npy"), "--out", str(tmp_path / "x.avi")]) == 2
+
+
+@pytest.mark.slow
+def test_mano_mesh_render(tmp_path):
+    from clutch_core.hands.mano_synthetic import write_synthetic_mano
+
+    write_synthetic_mano(tmp_path / "mano")  # MANO's array layout, synthetic values
+    row = make_rows(1, seed=6)[0]
+    n = 8
+    pres = np.ones((n, 2), bool)
+    pres[:, 0] = False  # only the right hand
+    np.savez(tmp_path / "m.npz", motion=row["motion"][:n], presence=pres)
+    assert main(["render", "--motion", str(tmp_path / "m.npz"), "--out", str(tmp_path / "mesh.gif"),
+                 "--size", "128", "--mano-dir", str(tmp_path / "mano")]) == 0
+    frame = gif_frames(tmp_path / "mesh.gif")[-1].astype(int)
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    orange = (r - b > 60) & (r > g)  # shaded right-hand faces
+    blue = (b - r > 60) & (b > g)
+    assert orange.sum() > 150  # a filled surface, far more pixels than a skeleton's lines
+    assert blue.sum() == 0
+    assert main(["render", "--motion", str(tmp_path / "m.npz"), "--out", str(tmp_path / "x.gif"),
+                 "--mano-dir", str(tmp_path / "nope")]) == 2

@@ -116,7 +116,9 @@ def render_handler(a) -> int:
 
     if (a.dataset is None) == (a.motion is None):
         raise CliError("give either DATASET --clip-id ID or --motion FILE")
-    cfg = RenderConfig(width=a.size, show_source=not a.no_source)
+    if a.mano_dir is not None and not Path(a.mano_dir).exists():
+        raise CliError(f"--mano-dir {a.mano_dir}: no such folder")
+    cfg = RenderConfig(width=a.size, show_source=not a.no_source, mano_dir=a.mano_dir)
     try:
         if a.motion is not None:
             out = render_motion_file(a.motion, a.out, cfg, caption=a.caption)
@@ -171,6 +173,8 @@ def register(sub) -> None:
     r.add_argument("--out", type=Path, required=True, help="clip.mp4 or clip.gif")
     r.add_argument("--size", type=int, default=480, help="panel height in pixels (default 480)")
     r.add_argument("--no-source", action="store_true", help="only the 3D panel, even when the video is readable")
+    r.add_argument("--mano-dir", default=None,
+                   help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl: draw MANO meshes (from the motion) instead of skeletons")
     r.set_defaults(func=render_handler)
 
     b = sub.add_parser(

@@ -38,6 +38,7 @@ class RenderConfig:
     show_source: bool = True
     fps: float = FPS
     subtitle_lines: int = 3
+    mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: draw meshes instead of skeletons
 
 
 # ------------------------------------------------------------------ 3D panel
@@ -99,8 +100,9 @@ def _grid(cam: Camera, canvas: np.ndarray) -> None:
                     cv2.line(canvas, tuple(int(x) for x in uv[i]), tuple(int(x) for x in uv[i + 1]), (70, 70, 78), 1, cv2.LINE_AA)
 
 
-def draw_hands_3d(canvas: np.ndarray, cam: Camera, joints: np.ndarray, presence: np.ndarray) -> None:
-    """joints [2, 21, 3], presence [2]: skeletons, far hand first, with shadows on the grid."""
+def draw_hands_3d(canvas: np.ndarray, cam: Camera, joints: np.ndarray, presence: np.ndarray, mesh=None) -> None:
+    """joints [2, 21, 3], presence [2]: skeletons (or meshes: (verts [2, V, 3], faces)), far hand
+    first, with shadows on the grid."""
     order = sorted(range(2), key=lambda h: -float(np.nanmean(cam.project(joints[h])[1])) if presence[h] else 0)
     for h in order:
         if not presence[h] or not np.isfinite(joints[h]).all():
@@ -110,6 +112,11 @@ def draw_hands_3d(canvas: np.ndarray, cam: Camera, joints: np.ndarray, presence:
         suv, _ = cam.project(shadow)
         for j, p in enumerate(PARENTS[1:], 1):
             cv2.line(canvas, tuple(int(x) for x in suv[j]), tuple(int(x) for x in suv[p]), (45, 45, 50), 2, cv2.LINE_AA)
+        if mesh is not None:
+            from clutch_core.render.mesh import draw_mesh
+
+            draw_mesh(canvas, cam, mesh[0][h], mesh[1][h], HAND_COLORS[h])
+            continue
         uv, depth = cam.project(joints[h])
         color = HAND_COLORS[h]
         thick = max(2, int(round(cam.size / 160)))
@@ -120,10 +127,10 @@ def draw_hands_3d(canvas: np.ndarray, cam: Camera, joints: np.ndarray, presence:
         cv2.putText(canvas, SIDE_NAMES[h], tuple(int(x) + 6 for x in uv[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
-def panel_3d(cam: Camera, joints: np.ndarray, presence: np.ndarray) -> np.ndarray:
+def panel_3d(cam: Camera, joints: np.ndarray, presence: np.ndarray, mesh=None) -> np.ndarray:
     canvas = np.full((cam.size, cam.size, 3), 28, np.uint8)
     _grid(cam, canvas)
-    draw_hands_3d(canvas, cam, joints, presence)
+    draw_hands_3d(canvas, cam, joints, presence, mesh)
     return canvas
 
 
@@ -209,13 +216,14 @@ def subtitle(width: int, text: str, lines: int) -> np.ndarray:
 
 def compose_frames(joints: np.ndarray, presence: np.ndarray, caption: str = "", cfg: RenderConfig | None = None,
                    keypoints2d: np.ndarray | None = None, image_size: Sequence[int] | None = None,
-                   video: Iterator[np.ndarray] | None = None) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 frames. joints [T, 2, 21, 3], presence [T, 2], keypoints2d [T, 2, 21, 2]."""
+                   video: Iterator[np.ndarray] | None = None, meshes=None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames. joints [T, 2, 21, 3], presence [T, 2], keypoints2d [T, 2, 21, 2],
+    meshes: (vertices [T, 2, V, 3], [faces_left, faces_right]) or None."""
     cfg = cfg or RenderConfig()
     cam = Camera(joints, presence, cfg.width)
     band = None
     for t in range(len(joints)):
-        right = panel_3d(cam, joints[t], presence[t])
+        right = panel_3d(cam, joints[t], presence[t], None if meshes is None else (meshes[0][t], meshes[1]))
         cv2.putText(right, f"{t + 1}/{len(joints)}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (150, 150, 150), 1, cv2.LINE_AA)
         panels = [right]
         if video is not None:
@@ -293,12 +301,25 @@ def row_frames(row: dict, cfg: RenderConfig | None = None, dataset: Path | None 
     cfg = cfg or RenderConfig()
     pres = np.asarray(row["presence"], bool)
     joints = row.get("joints3d")
-    if joints is None or not np.isfinite(np.asarray(joints)[pres]).all() or not np.abs(np.asarray(joints)[pres]).sum():
-        joints = motion_joints(row["motion"])
+    meshes = mesh_vertices(row["motion"], cfg)
+    if meshes is not None or joints is None or not np.isfinite(np.asarray(joints)[pres]).all() \
+            or not np.abs(np.asarray(joints)[pres]).sum():
+        joints = motion_joints(row["motion"])  # meshes live in the motion's frame: so must the camera
     caps = row.get("captions") or []
     caption = caps[0]["text"] if caps else ""
     video = source_frames(row, cfg.width, dataset) if cfg.show_source else None
-    return compose_frames(np.asarray(joints, np.float32), pres, caption, cfg, row.get("keypoints2d"), row.get("image_size"), video)
+    return compose_frames(np.asarray(joints, np.float32), pres, caption, cfg, row.get("keypoints2d"), row.get("image_size"),
+                          video, meshes)
+
+
+def mesh_vertices(motion: np.ndarray, cfg: RenderConfig):
+    """(vertices [T, 2, 778, 3], faces) when cfg.mano_dir is set, else None."""
+    if not cfg.mano_dir:
+        return None
+    from clutch_core.render.mesh import ManoMeshes
+
+    m = ManoMeshes(cfg.mano_dir)
+    return m.vertices(motion), m.faces
 
 
 def render_clip(dataset: Path, clip_id: str, out: Path, cfg: RenderConfig | None = None) -> Path:
@@ -338,6 +359,8 @@ def load_motion_file(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def render_motion_file(path: Path, out: Path, cfg: RenderConfig | None = None, caption: str | None = None) -> Path:
+    cfg = cfg or RenderConfig()
     motion, presence, cap = load_motion_file(path)
-    frames = compose_frames(motion_joints(motion), presence, caption if caption is not None else cap, cfg)
+    frames = compose_frames(motion_joints(motion), presence, caption if caption is not None else cap, cfg,
+                            meshes=mesh_vertices(motion, cfg))
     return write_video(frames, out)
