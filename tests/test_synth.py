@@ -39,6 +39,7 @@ def test_plain_duckdb_reads_the_contract(corpus):
     assert meta[:3] == (True, True, True) and meta[3] < 200 and meta[4]  # several clips per video
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_clips(corpus, tmp_path):
     for name in ("a", "b"):
         assert main(["synth", "--out", str(tmp_path / name), "--clips", "40", "--seed", "7"]) == 0
