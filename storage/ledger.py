@@ -285,6 +285,16 @@ class Ledger:
         """Dropped clips per reason over the whole dataset."""
         return dict(self._query("SELECT reason, count(*) FROM dropped_clips GROUP BY reason ORDER BY 2 DESC"))
 
+    def clipless(self) -> list[tuple[VideoRecord, dict[str, int]]]:
+        """Videos done with zero clips, each with its dropped-clip reasons ({reason: count})."""
+        out = []
+        for rec in self.by_state("done"):
+            if rec.shard is None:
+                rows = self._query("SELECT reason, count(*) FROM dropped_clips WHERE video_id = ? "
+                                   "GROUP BY reason ORDER BY 2 DESC, 1", (rec.video_id,))
+                out.append((rec, dict(rows)))
+        return out
+
     def to_arrow(self):
         """Snapshot of the videos table as a pyarrow Table (for the DuckDB `ledger` view)."""
         import pyarrow as pa

@@ -96,3 +96,19 @@ def test_model_missing_everywhere_says_how_to_get_it(tmp_path, monkeypatch):
 def test_rejects_wrong_frames(tracker):
     with pytest.raises(ValueError, match="uint8"):
         tracker.track(np.zeros((2, 8, 8, 3), np.float32), 15.0)
+
+
+def test_reset_reuses_the_landmarker_and_tracks_like_a_fresh_one(tracker, shared_data):
+    clip = np.stack([_photo(shared_data, "hands_1.jpg")[::4, ::4]] * 2)  # a still "video" with two hands
+    first = _track_video(tracker, clip)
+    lm = tracker._lm
+    again = _track_video(tracker, clip)  # without the reset's clearing, frame 0 reuses the last regions
+    assert tracker._lm is lm, "reset must keep the landmarker"
+    assert first.valid.sum() == 4
+    for name in ("kp2d", "world", "label", "score"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name), err_msg=name)
+
+
+def _track_video(tracker, frames):
+    tracker.reset()
+    return tracker.track(frames, fps=15.0)

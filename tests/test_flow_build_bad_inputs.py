@@ -60,8 +60,13 @@ def test_every_bad_input_is_quarantined_or_clipless_and_the_rest_is_built(prefec
     assert main(["status", str(out)]) == 0
     status = capsys.readouterr().out
     for case, path in cases.items():
+        rec = by_path[str(path.resolve())]
+        line = next((x for x in status.splitlines() if f" {rec.video_id} " in x), None)
+        assert line and str(path.resolve()) in line, (case, status)
         if EXPECTED[case] == "bad":
-            assert str(path.resolve()) in status, case
+            assert line.startswith("quarantined") and rec.error in line, (case, line)
+        else:  # zero clips: listed with the reasons its clips were dropped
+            assert line.startswith("no clips") and all(reason in line for reason, _ in dropped[rec.video_id])
 
     # a rerun leaves quarantined files out; --include-quarantined tries them again (and they stay bad)
     assert main(["build", str(tmp_path / "bad"), "--out", str(out), "--no-progress",

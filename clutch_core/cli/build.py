@@ -95,18 +95,32 @@ def run_build(args) -> int:
         raise CliError(str(e)) from None
     _check_dataset(cfg)
 
-    # The in-process (ephemeral) Prefect server can take long to start on a busy machine.
+    _quiet_native_logs(args)
+    # The temporary Prefect server can take long to start on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from flows.build_3dhiw import build_3dhiw
+    from flows.temp_server import temporary_server
 
-    bar = None if args.no_progress else _ProgressBar()
-    try:
-        state = build_3dhiw(**params, return_state=True)
-    finally:
-        if bar:
-            bar.close()
-    return _exit_code(state)
+    with temporary_server():  # dies with this process, even on SIGKILL (Linux)
+        bar = None if args.no_progress else _ProgressBar()
+        try:
+            state = build_3dhiw(**params, return_state=True)
+        finally:
+            if bar:
+                bar.close()
+        return _exit_code(state)
+
+
+def _quiet_native_logs(args) -> None:
+    """MediaPipe's native INFO/WARNING lines off the terminal, unless `clutch -v`."""
+    import os
+
+    from annotators import native_log
+
+    if getattr(args, "verbose", False):
+        os.environ[native_log.ENV] = "1"
+    native_log.install()
 
 
 def _check_dataset(cfg) -> None:
@@ -191,6 +205,8 @@ class _ProgressBar:
 
 def run_serve(args) -> int:
     from flows.serve import serve
+
+    _quiet_native_logs(args)  # flow runs are child processes: they write to this fd 2
 
     try:
         serve(args.only, limit=args.limit)

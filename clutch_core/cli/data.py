@@ -20,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rows", type=int, default=1000, help="rows shown by --format table (default 1000)")
     p.set_defaults(func=_query)
 
-    p = sub.add_parser("status", help="build state of a dataset: videos per state, failures with reasons",
+    p = sub.add_parser("status", help="build state of a dataset: videos per state, failed, quarantined and clipless videos with reasons",
                        description="Counts of videos per ledger state, then every failed or quarantined video "
-                                   "with its path and reason. Exit status 0 whatever the states.")
+                                   "with its path and reason, and every video done with zero clips with its "
+                                   "path and the reasons its clips were dropped (e.g. no_hands). Exit status "
+                                   "0 whatever the states.")
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.set_defaults(func=_status)
 
@@ -100,6 +102,9 @@ def _status(args) -> int:
     bad = ledger.by_state("failed", "quarantined")
     for r in bad:
         print(f"{r.state:12s} {r.video_id}  {r.source_uri}  (attempts {r.attempts}): {r.error}")
+    for r, reasons in ledger.clipless():
+        why = ", ".join(f"{reason} x{n}" for reason, n in reasons.items()) or "no reason recorded"
+        print(f"{'no clips':12s} {r.video_id}  {r.source_uri}: {why}")
     return 0
 
 

@@ -62,13 +62,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_NOT_CURVES = ("step", "epoch", "iter", "lr", "time", "seconds", "elapsed")
+
+
+def _is_curve(key: str, value) -> bool:
+    """Numbers worth plotting against steps: not counters, learning rates or timings."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not any(
+        key == n or key.endswith("_" + n) or key.startswith(n + "_") for n in _NOT_CURVES) and not key.endswith("_s")
+
+
 def training_curves(run: Path, path: Path) -> Path | None:
-    """Every numeric *loss* series of every JSONL log under RUN, one panel per log."""
+    """Every numeric series (losses and their terms) of every JSONL log under RUN, one panel per log."""
     logs = sorted(p for p in Path(run).rglob("*.jsonl"))
     series = []
     for p in logs:
         recs = read_jsonl(p)
-        keys = sorted({k for r in recs for k, v in r.items() if "loss" in k and isinstance(v, (int, float))})
+        keys = sorted({k for r in recs for k, v in r.items() if _is_curve(k, v)})
         if keys:
             series.append((p, recs, keys))
     if not series:

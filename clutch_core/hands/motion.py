@@ -93,7 +93,7 @@ def motion_to_joints(motion: torch.Tensor, rest: torch.Tensor | None = None) -> 
     return fk(go, loc, tr, _rests(rest, motion.dtype, motion.device))
 
 
-def _fill_last_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def fill_last_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """x [T,...,C], valid [T,...] -> x with invalid frames set to the last valid value along T
     (the first valid one before any; zero when none), without a Python loop over frames."""
     T = x.shape[0]
@@ -125,7 +125,7 @@ def joints_to_motion(joints: torch.Tensor, presence: torch.Tensor, rest: torch.T
     hands = torch.stack(vecs, dim=1)  # [T,2,99]
     ident = identity_hand_vec(joints.dtype, joints.device)
     hands = torch.where(presence[..., None], hands, ident)
-    trans = _fill_last_valid(hands[..., 96:], presence)
+    trans = fill_last_valid(hands[..., 96:], presence)
     return torch.cat([hands[..., :96], trans], dim=-1).reshape(joints.shape[0], FRAME_DIM)
 
 

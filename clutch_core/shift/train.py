@@ -171,9 +171,8 @@ def _trim_log(path: Path, step: int) -> None:
 def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: TrainConfig,
                     progress: bool = True) -> dict[str, Any]:
     """Train (or finish, or skip) the tokenizer of RUN on DATASET; returns the metrics dict."""
-    from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
-    from clutch_core.shift.evaluate import evaluate
     from clutch_core.hands.motion import MotionStats
+    from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
 
     out_dir = stage_dir(run)
     if is_complete(run, cfg):
@@ -181,6 +180,9 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
         return json.loads((out_dir / METRICS).read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     device, rank, world = _setup_device()
+    if rank == 0:
+        for stale in out_dir.glob(".*.tmp-*"):  # a write cut short by a kill
+            stale.unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     train = load_clips(dataset, "train")
     if len(train) == 0:
@@ -242,7 +244,7 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
         torch.distributed.barrier()
     if rank != 0:
         return {}
-    metrics = _finish(dataset, out_dir, model, stats, cfg, device, evaluate, load_clips)
+    metrics = _finish(dataset, out_dir, model, stats, cfg, device)
     metrics.update(train_seconds_this_session=seconds, steps_this_session=step - start_step,
                    train_clips_per_s=(step - start_step) * cfg.batch * world / max(seconds, 1e-9))
     atomic_write_json(out_dir / METRICS, metrics)
@@ -251,8 +253,11 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
     return metrics
 
 
-def _finish(dataset, out_dir: Path, model, stats, cfg: TrainConfig, device, evaluate, load_clips) -> dict[str, Any]:
+def _finish(dataset, out_dir: Path, model, stats, cfg: TrainConfig, device) -> dict[str, Any]:
     """Save the tokenizer, evaluate it on val (test, then train, when a split is empty)."""
+    from clutch_core.shift.data import load_clips
+    from clutch_core.shift.evaluate import evaluate
+
     save_tokenizer(out_dir, model, stats, {"steps": cfg.max_steps, "train_config": cfg.identity()})
     for split in ("val", "test", "train"):
         clips = load_clips(dataset, split)

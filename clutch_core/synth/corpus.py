@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clutch_core.hands.motion import _fill_last_valid, hand_to_vec, identity_hand_vec
+from clutch_core.hands.motion import fill_last_valid, hand_to_vec, identity_hand_vec
 from clutch_core.hands.skeleton import FINGER_CHAINS, PARENTS, fk, rest_skeleton
 from clutch_core.synth.captions import describe
 from clutch_core.synth.primitives import HandControls, perform, plan
@@ -245,7 +245,7 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
     valid[b_idx, t_idx] = torch.from_numpy(presence)
     trans = grid[..., 96:] - origin[:, None, None, :]
     grid = torch.where(valid[..., None], grid, identity_hand_vec())
-    trans = _fill_last_valid(trans.transpose(0, 1), valid.transpose(0, 1)).transpose(0, 1)
+    trans = fill_last_valid(trans.transpose(0, 1), valid.transpose(0, 1)).transpose(0, 1)
     grid = torch.cat([grid[..., :96], trans], -1)
     motion = grid[b_idx, t_idx].reshape(-1, 2 * HAND_DIM).numpy()  # [F,198]
 

@@ -1,0 +1,104 @@
+"""A temporary local Prefect server for one `clutch build`, that dies with the build.
+
+Prefect's own temporary server (SubprocessASGIServer) is a plain child process stopped by an
+atexit hook: a build killed with SIGKILL never runs it, and the server lives on. Here the
+child asks Linux to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, set by
+the child itself, then a parent check that closes the race), and serves the same app as
+Prefect's temporary server. Elsewhere than Linux it behaves like Prefect's.
+
+    with temporary_server():      # no-op when PREFECT_API_URL is set
+        build_3dhiw(...)
+
+The child is `python -m flows.temp_server PARENT_PID PORT`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+PR_SET_PDEATHSIG = 1
+# what Prefect sets for its temporary server: no UI, ephemeral services, last app of the process
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
+@contextlib.contextmanager
+def temporary_server() -> Iterator[str | None]:
+    """Start a server unless PREFECT_API_URL is set; yields its API URL (None when not started).
+    Startup waits up to PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield None
+        return
+    proc, url = _start(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start(timeout_s: float) -> tuple[subprocess.Popen, str]:
+    import httpx
+    from prefect.settings import get_current_settings
+
+    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **SERVER_ENV}
+    for _ in range(3):  # a port taken between the probe and the bind: try another
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "flows.temp_server", str(os.getpid()), str(port)], env=env)
+        url = f"http://127.0.0.1:{port}/api"
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < timeout_s:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
+                               "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+    raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the prctl: nothing will signal us
+        sys.exit(0)
+
+
+def main(argv: list[str]) -> None:
+    parent, port = int(argv[0]), int(argv[1])
+    _die_with_parent(parent)
+    import uvicorn
+
+    uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
+                log_level="error", lifespan="on")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

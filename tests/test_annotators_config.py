@@ -1,0 +1,55 @@
+"""AnnotateConfig.fingerprint(): a dataset's identity changes with output settings only."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from annotators.pipeline import AnnotateConfig
+
+# a changed value for every field (the defaults are the baseline)
+CHANGED = {
+    "fps": 10.0, "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav",
+    "decode_short_side": 360, "decode_max_long_side": 640, "min_side": 64, "max_side": 4096,
+    "tracker_repo": "owner/repo", "tracker_entrypoint": "other", "tracker_source": "github",
+    "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "max_gap": 3, "smooth_window": 9,
+    "smooth_polyorder": 3, "mano_dir": "/mano", "mano_iterations": 3, "captioners": ("kinematic",),
+    "vlm_model": "some/vlm", "vlm_frames": 8, "vlm_max_new_tokens": 64, "vlm_batch_size": 16,
+    "min_presence": 0.5, "max_jitter": 30.0, "max_bone_cv": 0.2,
+}
+GATED = {"mano_iterations": "mano_dir", "vlm_frames": "vlm_model", "vlm_max_new_tokens": "vlm_model"}
+SPEED_ONLY = {"vlm_batch_size"}
+
+
+def test_every_field_has_a_changed_value_here():
+    assert set(CHANGED) == {f.name for f in dataclasses.fields(AnnotateConfig)}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_fingerprint_follows_the_output_rule_of_each_field(name):
+    base = AnnotateConfig()
+    changed = AnnotateConfig(**{name: CHANGED[name]})
+    if name in SPEED_ONLY:
+        assert changed.fingerprint() == base.fingerprint()
+        assert name not in changed.output_settings()
+    elif name in GATED:  # counts only when its gate is set
+        assert changed.fingerprint() == base.fingerprint()
+        gate = {GATED[name]: CHANGED[GATED[name]]}
+        assert AnnotateConfig(**gate, **{name: CHANGED[name]}).fingerprint() != AnnotateConfig(**gate).fingerprint()
+    else:
+        assert changed.fingerprint() != base.fingerprint()
+
+
+def test_speed_settings_do_not_make_another_dataset(tmp_path):
+    from flows.config import BuildConfig
+    from storage.ledger import Ledger
+    from storage.resume import SettingsMismatch, check_settings
+
+    def settings(**annotate):
+        return BuildConfig(videos=("v.mp4",), out=str(tmp_path), annotate=annotate).settings()
+
+    ledger = Ledger(tmp_path)
+    check_settings(ledger, *settings(vlm_batch_size=2, mano_iterations=5))
+    check_settings(ledger, *settings(vlm_batch_size=8, vlm_frames=2))  # no VLM, no MANO: same dataset
+    with pytest.raises(SettingsMismatch, match=r"\(max_jitter: 60.0 -> 10\)"):  # names only what matters
+        check_settings(ledger, *settings(max_jitter=10, vlm_batch_size=1))
