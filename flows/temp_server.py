@@ -9,7 +9,8 @@ Prefect's temporary server. Elsewhere than Linux it behaves like Prefect's.
     with temporary_server():      # no-op when PREFECT_API_URL is set
         build_3dhiw(...)
 
-The child is `python -m flows.temp_server PARENT_PID PORT`.
+The child runs `main([PARENT_PID, PORT])` of this module, imported from the same project
+folder as the parent (not from the working directory, which may hold another `flows`).
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
 # what Prefect sets for its temporary server: no UI, ephemeral services, last app of the process
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+_CHILD = (f"import sys; sys.path[0] = {str(Path(__file__).resolve().parents[1])!r}; "
+          "from flows.temp_server import main; main(sys.argv[1:])")
 
 
 @contextlib.contextmanager
@@ -39,7 +43,10 @@ def temporary_server() -> Iterator[str | None]:
     proc, url = _start(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _flush_to_api()
     finally:
         proc.terminate()
         try:
@@ -56,7 +63,7 @@ def _start(timeout_s: float) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **SERVER_ENV}
     for _ in range(3):  # a port taken between the probe and the bind: try another
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "flows.temp_server", str(os.getpid()), str(port)], env=env)
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(os.getpid()), str(port)], env=env)
         url = f"http://127.0.0.1:{port}/api"
         t0 = time.monotonic()
         while proc.poll() is None and time.monotonic() - t0 < timeout_s:
@@ -72,6 +79,15 @@ def _start(timeout_s: float) -> tuple[subprocess.Popen, str]:
             raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
                                "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
     raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode}")
+
+
+def _flush_to_api(timeout_s: float = 10.0) -> None:
+    """Send Prefect's queued run logs and events while the server still answers."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout_s, at_exit=False)
 
 
 def _free_port() -> int:
@@ -99,6 +115,3 @@ def main(argv: list[str]) -> None:
     uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
                 log_level="error", lifespan="on")
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

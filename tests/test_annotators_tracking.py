@@ -112,3 +112,15 @@ def test_reset_reuses_the_landmarker_and_tracks_like_a_fresh_one(tracker, shared
 def _track_video(tracker, frames):
     tracker.reset()
     return tracker.track(frames, fps=15.0)
+
+
+def test_native_log_filter_drops_mediapipe_info_and_warnings_only():
+    from annotators.native_log import filter_noise
+
+    noise = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+             b"INFO: [environment.cc:36] Creating LiteRT environment with options\n"
+             b"WARNING: Logging before InitGoogle() is written to STDERR\n"
+             b"W0000 00:00:1795693623.026931    9645 inference_runner_litert.cc:1433] Input tensor memory ...\n"
+             b"I1126 11:43:54.123456    9646 graph.cc:1] started\n")
+    kept = b"E0000 00:00:1795693623.1 9645 calculator.cc:1] real error\nTraceback (most recent call last):\n"
+    assert filter_noise(noise + kept) == kept

@@ -139,3 +139,38 @@ def test_dask_without_its_extra_is_a_clear_error_and_serve_offers_build_3dhiw_lo
     assert (dep.flow_name, dep.name, dep.entrypoint) == ("build-3dhiw", "local", "flows.build_3dhiw.build_3dhiw")
     with pytest.raises(ValueError, match="served deployments"):
         load_deployments(["train-nothing/local"])
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_temporary_server_process_dies_when_its_parent_is_sigkilled():
+    """The guard `clutch build`'s temporary Prefect server runs first (the server itself takes ~15 s)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    server = ("import sys, time; sys.path[0] = %r; from flows.temp_server import _die_with_parent; "
+              "_die_with_parent(int(sys.argv[1])); print('armed', flush=True); time.sleep(60)" % repo)
+    build = ("import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], "
+             "str(os.getpid())], stdout=subprocess.PIPE, text=True); p.stdout.readline(); print(p.pid, flush=True); "
+             "time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", build, server], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if alive(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the server process outlived its SIGKILLed parent")

@@ -128,11 +128,11 @@ def test_sigkill_mid_write_never_exposes_a_partial_shard(tmp_path):
         assert n == 7 + (n_big if big.exists() else 0)  # all or nothing
         if big.exists():  # the writer finished before the kill: start the next round clean
             big.unlink()
-        else:
+        else:  # its temp file is left (until a later writer cleans it), under a name no reader globs
             killed += 1
+            temps = list((tmp_path / "shards").glob(f".part-big.parquet.tmp-{child.pid}-*"))
+            assert temps and not any(p.name.endswith(".parquet") for p in temps)
     assert killed >= 1, "no kill landed mid-write; the shard is too small for this machine"
-    temps = [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]
-    assert temps and not any(p.name.endswith(".parquet") for p in temps)
     write_shard(tmp_path, "big", make_rows(n_big, seed=5, frames=144, prefix="big"))  # rerun writes it whole
     assert count(tmp_path) == 7 + n_big
     assert not [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]  # stale temps cleaned

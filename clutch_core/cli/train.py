@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, help="windows per step (default: the preset's)")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (default: the preset's)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], help="bf16 autocast: auto = on CUDA only (default); "
+                   "bf16 also on CPUs with AMX (about 2x faster when the CPU is not shared, see BENCHMARKS.md)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -79,7 +81,7 @@ def _train(args) -> int:
 
     try:
         cfg = preset_config(args.preset, tokenizer=args.tokenizer, max_steps=args.max_steps, batch=args.batch,
-                            ckpt_every=args.ckpt_every, seed=args.seed)
+                            ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp)
         if "shift" in stages:
             m = train_tokenizer(args.dataset, args.out, cfg, progress=not args.no_progress)
             if m:
