@@ -9,7 +9,7 @@ quality: SHIFT vs the plain VQ-VAE on one dataset, same preset, at several step 
 speed:   training clips/s of our SHIFT step vs the step as the authors' release builds it
          (benchmarks/shift_reference.py), paper configuration (width 512, 4096 codes),
          batch 32 x 64 frames, same CPU threads, alternating repeats in one process.
-    python benchmarks/shift.py speed --threads 2 --repeats 3
+    python benchmarks/shift.py speed --threads 2 --bf16 --repeats 3 [--cpu-time] [--profile]
 """
 from __future__ import annotations
 

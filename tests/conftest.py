@@ -1,5 +1,6 @@
 """Shared fixtures. Telemetry off and offline hub before anything imports Prefect or transformers."""
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -8,6 +9,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
+
+# absl (imported by mediapipe and rouge-score) binds its handler to the sys.stderr of its import and
+# *closes* that stream when the handler is shut down unless it is the current sys.stderr. Prefect's
+# logging set-up (dictConfig) shuts every handler down; under pytest's capture that closed the
+# session's capture stream. Point absl at the process's own stderr, which it never closes.
+import absl.logging  # noqa: E402
+
+absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

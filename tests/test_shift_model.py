@@ -96,3 +96,16 @@ def test_absent_hand_does_not_drive_the_loss():
     p2 = p.clone()
     p2[:, 5:, 1] = True  # the same data counted as present does change the loss
     assert not torch.allclose(loss, tokenizer_loss(noisy, x2, p2, cfg)[0])
+
+
+def test_bf16_autocast_step_keeps_quantizer_in_float32():
+    cfg = preset_config("tiny")
+    for model in (SHIFT(TokenizerConfig(kind="shift", **CFG)), VQVAE(TokenizerConfig(kind="vqvae", **CFG))):
+        x, p = _batch(seed=3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.train()(x, p)
+        loss, _ = tokenizer_loss(out, x, p, cfg)
+        loss.backward()
+        assert out.recon.dtype == torch.float32 and torch.isfinite(loss)
+        assert all(q.codebook.dtype == torch.float32 for q in model.modules() if isinstance(q, EMAQuantizer))
+        assert all(p_.grad is not None and torch.isfinite(p_.grad).all() for p_ in model.parameters())

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -48,6 +48,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clutch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (not the stream of the first call),
+    so in-process callers that swap sys.stderr (test capture, notebooks) never hit a closed file."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def _log_to_stderr(level: int) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
+        h = _CurrentStderr()
+        h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        root.addHandler(h)
+    root.setLevel(level)
 
 
 class CliError(Exception):
