@@ -4,7 +4,8 @@ A tracker maps RGB frames to per-frame hand detections:
 
     track(frames uint8 [T, H, W, 3], fps) -> Detections
         kp2d   float32 [T, N, 21, 2]  pixels of the given frames, NaN where no hand
-        world  float32 [T, N, 21, 3]  metres, hand-centred (MediaPipe world landmarks)
+        world  float32 [T, N, 21, 3]  metres, hand-centred, camera axes (MediaPipe world landmarks;
+                                      the HaMeR tracker: MANO joints relative to the wrist)
         label  int8    [T, N]         0 = left, 1 = right (the person's hands), -1 = none
         score  float32 [T, N]         handedness confidence of `label`
 
