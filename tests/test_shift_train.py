@@ -85,7 +85,7 @@ def test_sigkilled_training_resumes_from_its_checkpoint(dataset, tmp_path):
     resumed_at = int(done.stderr.split("at step ")[1].split()[0])
     assert 5 <= resumed_at < 20 and resumed_at % 5 == 0
     metrics = json.loads((run / "shift" / "metrics.json").read_text())
-    assert metrics["steps"] == 20 and metrics["steps_this_session"] == 20 - resumed_at
+    assert metrics["steps"] == 20 and metrics["steps_this_run"] == 20 - resumed_at
     steps = [json.loads(ln)["step"] for ln in (run / "shift" / "train_log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 20
 

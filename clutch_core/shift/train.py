@@ -245,7 +245,7 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
     if rank != 0:
         return {}
     metrics = _finish(dataset, out_dir, model, stats, cfg, device)
-    metrics.update(train_seconds_this_session=seconds, steps_this_session=step - start_step,
+    metrics.update(train_seconds_this_run=seconds, steps_this_run=step - start_step,
                    train_clips_per_s=(step - start_step) * cfg.batch * world / max(seconds, 1e-9))
     atomic_write_json(out_dir / METRICS, metrics)
     log.info("shift: val MPJPE %.2f mm (traj %.2f, pose %.2f) -> %s", metrics["val_mpjpe_mm"],
