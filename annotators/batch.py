@@ -67,6 +67,16 @@ class Progress:
         with self._lock:
             return {k: getattr(self, k) for k in ("total", "done", "failed", "quarantined", "clips", "frames")}
 
+    def __reduce__(self):
+        # Dask/Ray ship task functions to worker processes by value: the counters travel as a
+        # reference to the receiving process's own PROGRESS (a lock cannot be pickled, and a
+        # worker's counts would not reach the driver's progress bar anyway).
+        return (_process_progress, ())
+
+
+def _process_progress() -> "Progress":
+    return PROGRESS
+
 
 PROGRESS = Progress()
 
