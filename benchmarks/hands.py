@@ -29,8 +29,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from clutch_core.hands.mano import FitConfig, fit_mano, load_mano, mano_forward
-    from clutch_core.hands.mano_synthetic import write_synthetic_mano
+    from clutch_core.hands.mano import FitConfig, fit_mano, load_mano
+    from clutch_core.hands.mano_synthetic import random_track, write_synthetic_mano
     from clutch_core.hands.rotations import axis_angle_to_matrix
     from clutch_core.hands.skeleton import bone_lengths, fk, ik, rest_from_bone_lengths, rest_skeleton
 
@@ -60,13 +60,7 @@ def main() -> None:
         write_synthetic_mano(d)
         model = load_mano(d, "right")
         T = args.fit_frames
-        a = torch.linspace(0, 1, T)[:, None]
-        go = torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a
-        hp = torch.randn(45, generator=g) * 0.3 * (1 - a) + torch.randn(45, generator=g) * 0.3 * a
-        betas = torch.randn(10, generator=g)
-        tr = (torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a) * 0.2
-        with torch.no_grad():
-            joints = mano_forward(model, go, hp, betas, tr)[1]
+        _, joints = random_track(model, T, g)
         fit_mano(joints[:5], model, "right", config=FitConfig(iterations=1))  # warm-up
         for label, obs in (("clean", joints), ("4 mm noise", joints + torch.randn(joints.shape, generator=g) * 0.004)):
             for iters in (0, FitConfig().iterations):

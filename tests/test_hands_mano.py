@@ -13,7 +13,8 @@ import torch
 from clutch_core.cli import main as clutch
 from clutch_core.hands.mano import FitConfig, ManoJoints, fit_mano, load_mano, mano_forward, mano_rest_joints
 from clutch_core.hands.mano_io import convert_mano_dir, load_mano_pickle
-from clutch_core.hands.mano_synthetic import FINGERTIP_VERTEX_IDS, make_synthetic_mano, write_synthetic_mano
+from clutch_core.hands.mano_synthetic import (FINGERTIP_VERTEX_IDS, make_synthetic_mano, random_track,
+                                               write_synthetic_mano)
 from clutch_core.hands.skeleton import MANO_TO_MEDIAPIPE, bone_lengths, rest_skeleton
 
 REAL_LAYOUT = {  # key: (shape, dtype kind) of the official MANO_RIGHT.pkl
@@ -63,14 +64,7 @@ def test_forward_gives_778_vertices_and_21_mediapipe_joints(mano_dir, side):
 
 def _track(model, T, seed):
     """A smooth random track: moderate pose, betas, translation; returns (params, joints)."""
-    g = torch.Generator().manual_seed(seed)
-    a = torch.linspace(0, 1, T)[:, None]
-    go = torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a
-    hp = torch.randn(45, generator=g) * 0.3 * (1 - a) + torch.randn(45, generator=g) * 0.3 * a
-    betas = torch.randn(10, generator=g)
-    tr = (torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a) * 0.2
-    with torch.no_grad():
-        return (go, hp, betas, tr), mano_forward(model, go, hp, betas, tr)[1]
+    return random_track(model, T, torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.slow

@@ -210,3 +210,18 @@ def write_synthetic_mano(folder: str | Path, seed: int = 0) -> list[Path]:
             pickle.dump(make_synthetic_mano(side, seed), f, protocol=2)
         paths.append(folder / name)
     return paths
+
+
+def random_track(model, frames: int, generator: torch.Generator):
+    """A smooth random MANO track (moderate pose, fixed betas, drifting translation) for tests and
+    benchmarks: returns ((global_orient [T,3], hand_pose [T,45], betas [10], transl [T,3]), joints [T,21,3])."""
+    from .mano import mano_forward
+
+    g = generator
+    a = torch.linspace(0, 1, frames)[:, None]  # [T,1] blend from a start to an end pose
+    go = torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a
+    hp = torch.randn(45, generator=g) * 0.3 * (1 - a) + torch.randn(45, generator=g) * 0.3 * a
+    betas = torch.randn(10, generator=g)
+    tr = (torch.randn(3, generator=g) * (1 - a) + torch.randn(3, generator=g) * a) * 0.2
+    with torch.no_grad():
+        return (go, hp, betas, tr), mano_forward(model, go, hp, betas, tr)[1]
