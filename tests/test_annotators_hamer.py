@@ -211,7 +211,7 @@ def test_build_settings_run_the_pipeline_with_hamer(files, shared_data, tmp_path
     import json
 
     from annotators.pipeline import annotate_video
-    from clutch_core.cli.build import _parse_settings
+    from clutch_cli.build import _parse_settings
     from flows.config import BuildConfig
 
     kw = {"checkpoint": str(files["ckpt"]), "mano_dir": str(files["mano"]), "device": "cpu"}

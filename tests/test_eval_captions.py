@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from clutch_core.cli import main
+from clutch_cli import main
 from clutch_core.eval import captions as C
 
 REFS = [

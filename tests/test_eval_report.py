@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from clutch_core.cli import main
+from clutch_cli import main
 from clutch_core.eval import rows as R
 from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, train_evaluator
 from clutch_core.eval.evaluator import words as tokens

@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 def test_every_bad_input_is_quarantined_or_clipless_and_the_rest_is_built(prefect_harness, shared_data,
                                                                           tmp_path, capsys, monkeypatch):
     import annotators.pipeline as pipeline
-    from clutch_core.cli import main
-    from clutch_core.cli.build import EXIT_QUARANTINED
+    from clutch_cli import main
+    from clutch_cli.build import EXIT_QUARANTINED
     from storage.ledger import Ledger
     from storage.resume import count_clips
 

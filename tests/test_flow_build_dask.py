@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 def test_dask_runner_gives_the_same_clips_as_threads(prefect_harness, shared_data, tmp_path):
     pytest.importorskip("prefect_dask")
-    from clutch_core.cli import main
+    from clutch_cli import main
     from storage.reader import read_rows
 
     videos = make_videos(shared_data / "videos" / "ego_kitchen_4s.mp4", tmp_path / "v", ["kitchen_a", "kitchen_c"])

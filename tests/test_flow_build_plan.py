@@ -126,7 +126,7 @@ def test_dask_without_its_extra_is_a_clear_error_and_serve_offers_build_3dhiw_lo
     pytest.importorskip("prefect")
     from flows.build_3dhiw import make_task_runner
     from flows.config import BuildConfig
-    from flows.deployments import load_deployments
+    from clutch_cli.deployments import load_deployments
 
     try:
         import prefect_dask  # noqa: F401

@@ -132,7 +132,7 @@ def test_rerun_builds_nothing_and_keeps_shards(reference, videos):
 
 
 def test_other_settings_on_the_same_dataset_are_refused(reference, videos, capsys):
-    from clutch_core.cli import main
+    from clutch_cli import main
 
     rc = main(["build", str(videos["kitchen_a"]), "--out", str(reference), "--no-progress",
                "--set", "decode_short_side=200", "--set", "decode_max_long_side=320"])
@@ -143,7 +143,7 @@ def test_other_settings_on_the_same_dataset_are_refused(reference, videos, capsy
 
 def test_failed_video_waits_for_retry_failed(prefect_harness, videos, tmp_path, monkeypatch, capsys):
     import annotators.pipeline as pipeline
-    from clutch_core.cli import main
+    from clutch_cli import main
 
     out, video = tmp_path / "ds", videos["kitchen_a"]
     real = pipeline.annotate_video

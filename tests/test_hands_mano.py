@@ -10,7 +10,7 @@ import scipy.sparse
 import smplx
 import torch
 
-from clutch_core.cli import main as clutch
+from clutch_cli import main as clutch
 from clutch_core.hands.mano import FitConfig, ManoJoints, fit_mano, load_mano, mano_forward, mano_rest_joints
 from clutch_core.hands.mano_io import convert_mano_dir, load_mano_pickle
 from clutch_core.hands.mano_synthetic import (FINGERTIP_VERTEX_IDS, make_synthetic_mano, random_track,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clutch_core.cli import main
+from clutch_cli import main
 from eval_fixtures import ACTIONS, make_rows, write_dataset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clutch_core.cli import main
+from clutch_cli import main
 from clutch_core.render.render import HAND_COLORS, RenderConfig, row_frames
 from eval_fixtures import make_rows, write_dataset
 

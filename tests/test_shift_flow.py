@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from clutch_core.cli import CliError, main
-from clutch_core.cli.train import parse_stages
+from clutch_cli import CliError, main
+from clutch_cli.train import parse_stages
 from shift_fixtures import small_dataset
 
 
@@ -39,7 +39,7 @@ def _check_flow(train_clutch, dataset, out):
 
 
 def test_train_clutch_is_a_served_deployment():
-    from flows.deployments import DEPLOYMENTS
+    from clutch_cli.deployments import DEPLOYMENTS
 
     assert ("flows.train_clutch:train_clutch", "local") in DEPLOYMENTS
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from clutch_core.cli import main
+from clutch_cli import main
 from storage.catalog import connect
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "storage.md"

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from clutch_core.cli import main
+from clutch_cli import main
 from storage.catalog import connect
 from storage.ledger import Ledger
 from storage.reader import ClipReader, load_batch, read_rows

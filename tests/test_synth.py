@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from clutch_core.cli import main
+from clutch_cli import main
 from clutch_core.hands.motion import motion_to_joints
 from clutch_core.hands.skeleton import handedness
 from clutch_core.synth.captions import describe

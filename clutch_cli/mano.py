@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clutch_core.cli import CliError
+from clutch_cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

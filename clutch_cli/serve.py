@@ -1,13 +1,13 @@
 """Serve the CLUTCH deployments (flows/deployments.py) to the Prefect API in PREFECT_API_URL.
 
 Runs until interrupted; each `prefect deployment run FLOW/DEPLOYMENT` is executed by this
-process in a subprocess. `python -m flows.serve` is the same as `clutch serve`.
+process in a subprocess. `python -m clutch_cli.serve` is the same as `clutch serve`.
 """
 from __future__ import annotations
 
 import os
 
-from flows.deployments import load_deployments
+from clutch_cli.deployments import load_deployments
 
 
 def serve(names: list[str] | None = None, limit: int | None = None) -> None:

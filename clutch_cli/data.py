@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clutch_core.cli import CliError
+from clutch_cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

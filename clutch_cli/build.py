@@ -12,7 +12,7 @@ import json
 import threading
 import time
 
-from clutch_core.cli import CliError
+from clutch_cli import CliError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED = 0, 1, 2, 3
 
@@ -204,7 +204,7 @@ class _ProgressBar:
 
 
 def run_serve(args) -> int:
-    from flows.serve import serve
+    from clutch_cli.serve import serve
 
     _quiet_native_logs(args)  # flow runs are child processes: they write to this fd 2
 

@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from clutch_core.cli import CliError
+from clutch_cli import CliError
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",

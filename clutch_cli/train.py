@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from clutch_core.cli import CliError
+from clutch_cli import CliError
 
 STAGES = ("shift", "tokenize")  # train-clutch stages implemented so far, in order
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "motion tokenizer (SHIFT, or the plain VQ-VAE baseline) and writes RUN/shift/ (model, "
                     "config, checkpoint, metrics.json, train_log.jsonl); stage 'tokenize' writes the tokens "
                     "of every clip to DATASET/tokens/. A finished stage is skipped; an interrupted one resumes "
-                    "from its last checkpoint. Several GPUs: torchrun --nproc_per_node=N -m clutch_core train ...",
+                    "from its last checkpoint. Several GPUs: torchrun --nproc_per_node=N -m clutch_cli train ...",
         epilog="example: clutch train D --out runs/r1 --stages shift,tokenize --preset tiny --max-steps 500")
     p.add_argument("dataset", type=Path, help="dataset folder (holds shards/)")
     p.add_argument("--out", type=Path, required=True, help="run folder")

@@ -26,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         try:
-            mod = importlib.import_module(f"clutch_core.cli.{name}")
+            mod = importlib.import_module(f"clutch_cli.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"clutch_core.cli.{name}":
+            if e.name == f"clutch_cli.{name}":
                 continue
             raise
         mod.register(sub)
