@@ -1,4 +1,4 @@
-"""The Dask task runner builds exactly what the default thread runner builds."""
+"""The Dask and Ray task runners build exactly what the default thread runner builds."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,23 +8,33 @@ from flow_videos import make_videos
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
+SMALL = ["--set", "decode_short_side=180", "--set", "decode_max_long_side=320", "--no-progress", "--batch-size", "1"]
 
-def test_dask_runner_gives_the_same_clips_as_threads(prefect_harness, shared_data, tmp_path):
-    pytest.importorskip("prefect_dask")
+
+def _build(videos: dict, out, runner: str) -> list[dict]:
     from clutch_cli import main
     from storage.reader import read_rows
 
-    videos = make_videos(shared_data / "videos" / "ego_kitchen_4s.mp4", tmp_path / "v", ["kitchen_a", "kitchen_c"])
-    small = ["--set", "decode_short_side=180", "--set", "decode_max_long_side=320", "--no-progress",
-             "--batch-size", "1"]
-    runs = {}
-    for runner in ("thread", "dask"):
-        out = tmp_path / runner
-        assert main(["build", *map(str, videos.values()), "--out", str(out), "--task-runner", runner,
-                     "--workers", "2", *small]) == 0
-        runs[runner] = sorted(read_rows(out), key=lambda r: r["clip_id"])
-    thread, dask = runs["thread"], runs["dask"]
-    assert thread and [r["clip_id"] for r in dask] == [r["clip_id"] for r in thread]
-    for a, b in zip(dask, thread):
+    assert main(["build", *map(str, videos.values()), "--out", str(out), "--task-runner", runner,
+                 "--workers", "2", *SMALL]) == 0
+    return sorted(read_rows(out), key=lambda r: r["clip_id"])
+
+
+@pytest.fixture(scope="module")
+def videos(shared_data, tmp_path_factory):
+    return make_videos(shared_data / "videos" / "ego_kitchen_4s.mp4", tmp_path_factory.mktemp("v"),
+                       ["kitchen_a", "kitchen_c"])
+
+
+@pytest.fixture(scope="module")
+def thread_rows(prefect_harness, videos, tmp_path_factory):
+    return _build(videos, tmp_path_factory.mktemp("thread"), "thread")
+
+
+@pytest.mark.parametrize("runner", ["dask", "ray"])
+def test_cluster_runner_gives_the_same_clips_as_threads(runner, prefect_harness, videos, thread_rows, tmp_path):
+    rows = _build(videos, tmp_path / runner, runner)
+    assert thread_rows and [r["clip_id"] for r in rows] == [r["clip_id"] for r in thread_rows]
+    for a, b in zip(rows, thread_rows):
         for col in ("motion", "presence", "joints3d"):
-            assert np.array_equal(a[col], b[col]), (a["clip_id"], col)
+            assert np.array_equal(a[col], b[col]), (runner, a["clip_id"], col)
