@@ -2,8 +2,11 @@
 
 The order is what makes a build safe to kill at any moment (see storage/resume.py):
 the shard (atomic, deterministic name from the batch's video ids) is written before any
-video of the batch is marked done; a bad video is quarantined and a video that still
-fails after the caller's retries is marked failed, and neither stops the batch.
+video of the batch is marked done, and its facts (size, checksum, clip ids per video) are
+recorded in the same transaction that marks them. A bad video is quarantined and a video
+that still fails after the caller's retries is marked failed, and neither stops the batch.
+An error of the batch itself (no space left for the shard, an interrupt) sets the batch's
+unfinished videos back to pending with the reason, so none stays `running` after the process.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 from annotators.errors import BadVideoError
 from annotators.inputs import VideoInput
+from storage.integrity import shard_facts
 from storage.ledger import Ledger
 from storage.resume import batch_key
 from storage.writer import write_shard
@@ -90,6 +94,18 @@ def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: A
     """Annotate `videos`, write their clips as shard part-<batch_key>.parquet, mark them in the ledger."""
     ledger = Ledger(dataset_dir)
     out = BatchOutcome(batch_key([v.video_id for v in videos]))
+    pending = {v.video_id for v in videos}  # not yet done, failed or quarantined
+    try:
+        _annotate_and_write(dataset_dir, ledger, videos, annotate, progress, out, pending)
+    except BaseException as e:  # the batch stops: its unfinished videos must not stay `running`
+        ledger.requeue([v.video_id for v in videos if v.video_id in pending],
+                       f"interrupted: {type(e).__name__}: {e}; the next build does it again")
+        raise
+    return out
+
+
+def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput], annotate: Annotate,
+                        progress: Progress, out: BatchOutcome, pending: set[str]) -> None:
     rows: list[dict] = []
     finished: list[VideoInput] = []
     for v in videos:
@@ -99,6 +115,7 @@ def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: A
         except BadVideoError as e:
             reason = str(e) if v.path in str(e) else f"{v.path}: {e}"
             ledger.mark_quarantined(v.video_id, reason)
+            pending.discard(v.video_id)
             out.quarantined[v.video_id] = reason
             progress.add(quarantined=1)
             log.warning("quarantined %s", reason)
@@ -106,6 +123,7 @@ def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: A
         except Exception as e:  # retries are spent: keep the error text for --retry-failed
             error = f"{v.path}: {type(e).__name__}: {e}"
             ledger.mark_failed(v.video_id, error)
+            pending.discard(v.video_id)
             out.failed[v.video_id] = error
             progress.add(failed=1)
             log.error("failed %s", error)
@@ -117,12 +135,13 @@ def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: A
         out.clips += len(result.rows)
         out.frames += sum(int(r["num_frames"]) for r in result.rows)
         progress.add(clips=len(result.rows))
+    facts = None
     if rows:
-        out.shard = write_shard(dataset_dir, out.key, rows).name
-    with_clips = {r["video_id"] for r in rows}
-    for v in finished:  # only now: the shard holding their clips is complete on disk
-        ledger.mark_done(v.video_id, out.shard if v.video_id in with_clips else None)
+        facts = shard_facts(write_shard(dataset_dir, out.key, rows))
+        out.shard = facts.name
+    # only now: the shard holding their clips is complete on disk
+    ledger.mark_batch_done([v.video_id for v in finished], facts)
+    for v in finished:
+        pending.discard(v.video_id)
         out.done.append(v.video_id)
         progress.add(done=1)
-    return out
-

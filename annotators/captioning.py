@@ -252,10 +252,10 @@ def build_captioners(cfg: Any) -> list[Captioner]:
         elif name == "kinematic":
             chain.append(KinematicCaptioner())
         elif name == "vlm":
-            if cfg.vlm_model:
-                key = (cfg.vlm_model, cfg.vlm_max_new_tokens, cfg.vlm_batch_size)
+            if cfg.vlm:
+                key = (cfg.vlm, cfg.vlm_max_new_tokens, cfg.vlm_batch_size)
                 if key not in _VLM_CACHE:
-                    _VLM_CACHE[key] = VLMCaptioner(cfg.vlm_model, cfg.vlm_max_new_tokens, cfg.vlm_batch_size)
+                    _VLM_CACHE[key] = VLMCaptioner(cfg.vlm, cfg.vlm_max_new_tokens, cfg.vlm_batch_size)
                 chain.append(_VLM_CACHE[key])
         else:
             raise ValueError(f"unknown captioner {name!r} (known: narration, kinematic, vlm)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -324,44 +325,36 @@ def resolve_config(checkpoint: Path, config: dict[str, Any] | None = None) -> Ha
     return cfg.replace(**(config or {}))
 
 
-class _Opaque(dict):
-    """Stands in for classes a checkpoint pickled that are not importable here (e.g. yacs' CfgNode in
-    Lightning's hyper_parameters); we only need the tensors."""
+class _PickledConfig:
+    """Stands in for the config classes a HaMeR checkpoint pickles (yacs' CfgNode, a dict subclass, in
+    Lightning's hyper_parameters). Creating one yields an OrderedDict, which weights_only unpickling fills
+    item by item; we only need the tensors, so the config's contents stay plain data."""
 
-    def __setstate__(self, state):
-        if isinstance(state, dict):
-            self.update(state)
-
-
-class _LenientUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return _Opaque
+    def __new__(cls, *args, **kwargs):
+        return OrderedDict()
 
 
-class _LenientPickle:
-    Unpickler = _LenientUnpickler
-    load = pickle.load
-    __name__ = "pickle"
+# The only non-tensor classes HaMeR's released checkpoint is known to hold, by their pickled names.
+KNOWN_GLOBALS = [(_PickledConfig, "yacs.config.CfgNode")]
 
 
 def read_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The `state_dict` of a Lightning checkpoint (or a bare state_dict), on the CPU.
 
-    A plain tensors-only file loads with weights_only=True. HaMeR's released file also pickles
-    its yacs config and Lightning state, so then it is unpickled in full, as HaMeR itself does:
-    only load checkpoints you trust."""
+    Always weights_only=True: a checkpoint never runs pickled code. Besides tensors and
+    containers, only KNOWN_GLOBALS are allowed; any other class is refused, naming it and the file."""
     try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(KNOWN_GLOBALS):
+            obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        log.warning("%s holds more than tensors; unpickling it in full (only load checkpoints you trust)",
-                    checkpoint)
         try:
-            obj = torch.load(checkpoint, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
-        except Exception as e:  # noqa: BLE001 (any failure here means: not a readable checkpoint)
-            raise ValueError(f"{checkpoint}: not a readable torch checkpoint: {e}") from None
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)
+        except Exception:  # noqa: BLE001 (only used for the message)
+            names = []
+        known = {name for _, name in KNOWN_GLOBALS}
+        refused = [n for n in names if n not in known] or ["(unknown)"]
+        raise ValueError(f"{checkpoint}: refused: it pickles {', '.join(refused)}, not a class a HaMeR checkpoint "
+                         f"holds (allowed besides tensors: {', '.join(sorted(known))})") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{checkpoint}: not a readable torch checkpoint: {e}") from None
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None

@@ -1,10 +1,14 @@
-"""One video in, clip rows out: the per-video worker of build-3dhiw.
+"""One video in, clip rows out: the per-video worker of build-3dhiw, as named steps.
 
-    probe (PyAV headers) -> reader (decord, PyAV fallback) at reduced size -> 15 fps
-    timeline, streamed in 1 s chunks -> presence pass (the tracker on the first frame of
-    each chunk) -> dense tracking of chunks next to a hand sighting -> left/right
-    association -> lift to the camera frame -> clips (narration segments, else hand spans) -> per clip:
-    gap filling, smoothing, quality filter, IK -> captions -> rows (storage.schema).
+    decode   probe (PyAV headers) -> reader (decord, PyAV fallback) at reduced size -> the
+             15 fps timeline                                           clutch_core.video
+    track    streamed in 1 s chunks: presence pass (the tracker on the first frame of each
+             chunk) -> dense tracking of chunks next to a hand sighting
+    lift     left/right association -> lift to the camera frame        clutch_core.hands.lift
+    clean    per clip (narration segments, else hand spans): gap filling, smoothing,
+             quality filter, IK or MANO fit -> motion
+    caption  the captioner chain                                       annotators.captioning
+    rows     storage.rows.make_row
 
 Only per-frame detections (~1 KB per frame) are kept for the whole video; frames are
 dropped after each chunk, so memory does not grow with video length.
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import threading
@@ -25,8 +28,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from annotators import clipping
-from annotators.errors import BadVideoError
 from annotators.tracking import Detections, HandTracker, load_tracker
+from clutch_core import video
+from clutch_core.video import BadVideoError
+from layout import FPS, MAX_FRAMES
+from storage.rows import make_row
 
 
 def _setting(default: Any, output: bool | str = True) -> Any:
@@ -40,10 +46,9 @@ class AnnotateConfig:
     """Every setting of the per-video worker. `fingerprint()` hashes only the settings that change
     the rows (field metadata "output", see `_setting`): speed knobs never change a dataset's identity."""
 
-    # clip policy
-    fps: float = 15.0
+    # clip policy (the frame rate is the layout's FPS, not a setting)
     min_s: float = 1.0
-    max_frames: int = 144
+    max_frames: int = MAX_FRAMES  # 1..layout.MAX_FRAMES
     merge_gap_frames: int = 8
     # decoding
     reader: str = "decord"  # 'decord' (PyAV fallback) or 'pyav'
@@ -53,7 +58,7 @@ class AnnotateConfig:
     max_side: int = 8192  # larger sources too
     # tracking (torch.hub); repo None = this project's hubconf.py
     tracker_repo: str | None = None
-    tracker_entrypoint: str = "mediapipe_hands"
+    tracker: str = "mediapipe_hands"  # entry point
     tracker_source: str = "local"
     tracker_kwargs: dict[str, Any] = field(default_factory=dict)
     presence_every_s: float = 1.0  # the presence pass probes one frame per this many seconds
@@ -65,9 +70,9 @@ class AnnotateConfig:
     mano_iterations: int = _setting(10, "mano_dir")  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
     # captions
     captioners: tuple[str, ...] = ("narration", "kinematic", "vlm")
-    vlm_model: str | None = None  # path or hub id; the 'vlm' captioner runs only when set
-    vlm_frames: int = _setting(4, "vlm_model")
-    vlm_max_new_tokens: int = _setting(48, "vlm_model")
+    vlm: str | None = None  # path or hub id; the 'vlm' captioner runs only when set
+    vlm_frames: int = _setting(4, "vlm")
+    vlm_max_new_tokens: int = _setting(48, "vlm")
     vlm_batch_size: int = _setting(4, output=False)  # speed only
     # quality filters (a clip failing any is dropped and counted)
     min_presence: float = 0.3  # fraction of frames with at least one hand
@@ -77,10 +82,20 @@ class AnnotateConfig:
     def __post_init__(self) -> None:
         if self.reader not in ("decord", "pyav"):
             raise ValueError(f"reader must be 'decord' or 'pyav', got {self.reader!r}")
+        if not 1 <= self.max_frames <= MAX_FRAMES:
+            raise ValueError(f"max_frames must be in 1..{MAX_FRAMES} (the dataset layout), got {self.max_frames!r}")
         self.captioners = tuple(self.captioners)
 
-    def clip_policy(self) -> clipping.ClipPolicy:
-        return clipping.ClipPolicy(self.fps, self.min_s, self.max_frames, self.merge_gap_frames)
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "AnnotateConfig":
+        """From user-given settings; an unknown name is refused naming it (before any video is read)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            fixed = [k for k in unknown if k == "fps"]
+            why = f" (the frame rate is fixed at {FPS:g} fps by the dataset layout)" if fixed else ""
+            raise ValueError(f"unknown annotator setting(s) {unknown}{why}; known: {sorted(names)}")
+        return cls(**settings)
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change the rows under the fields' "output" rules (stored in the dataset)."""
@@ -113,12 +128,12 @@ _local = threading.local()  # trackers are stateful: one per thread, reused acro
 
 
 def _tracker(cfg: AnnotateConfig, role: str) -> HandTracker:
-    key = (role, cfg.tracker_repo, cfg.tracker_entrypoint, cfg.tracker_source, json.dumps(cfg.tracker_kwargs, sort_keys=True))
+    key = (role, cfg.tracker_repo, cfg.tracker, cfg.tracker_source, json.dumps(cfg.tracker_kwargs, sort_keys=True))
     cache = getattr(_local, "trackers", None)
     if cache is None:
         cache = _local.trackers = {}
     if key not in cache:
-        cache[key] = load_tracker(cfg.tracker_repo, cfg.tracker_entrypoint, cfg.tracker_source, **cfg.tracker_kwargs)
+        cache[key] = load_tracker(cfg.tracker_repo, cfg.tracker, cfg.tracker_source, **cfg.tracker_kwargs)
     tr = cache[key]
     tr.reset()
     return tr
@@ -140,15 +155,15 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
     prober = _tracker(cfg, "presence")
     k_len = len(src_index)
     det = Detections.empty(k_len)
-    chunk = max(1, int(round(cfg.presence_every_s * cfg.fps)))
+    chunk = max(1, int(round(cfg.presence_every_s * FPS)))
     narrated = np.zeros(k_len, bool)
     for a, b, _ in segments or []:
-        narrated[max(0, int(a * cfg.fps)):max(0, int(np.ceil(b * cfg.fps)))] = True
+        narrated[max(0, int(a * FPS)):max(0, int(np.ceil(b * FPS)))] = True
     tracked = 0
 
     def dense(k0: int, frames: np.ndarray) -> None:
         nonlocal tracked
-        d = tracker.track(frames, cfg.fps)
+        d = tracker.track(frames, FPS)
         n = min(det.kp2d.shape[1], d.kp2d.shape[1])
         sl = slice(k0, k0 + len(frames))
         det.kp2d[sl, :n], det.world[sl, :n] = d.kp2d[:, :n], d.world[:, :n]
@@ -156,7 +171,7 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
         tracked += len(frames)
 
     pending: tuple[int, np.ndarray, bool] | None = None
-    for k0, frames in clipping.iter_resampled(reader, src_index, chunk):
+    for k0, frames in video.iter_resampled(reader, src_index, chunk):
         seen = bool(prober.track(frames[:1], 1.0 / cfg.presence_every_s).valid.any())
         if pending is not None:
             pk0, pframes, pseen = pending
@@ -174,6 +189,41 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
     return det, tracked
 
 
+@dataclass
+class Decoded:
+    """The decode step's result: the source, its reader and the 15 fps timeline."""
+
+    info: video.VideoInfo
+    size: tuple[int, int]  # (w, h) of decoded frames
+    reader: video.FrameReader
+    src_index: np.ndarray  # [K] source frame of each timeline frame
+
+
+@dataclass
+class Lifted:
+    """Camera-frame hands over the whole timeline (the lift step's result)."""
+
+    joints: np.ndarray  # float32 [K, 2, 21, 3] metres
+    kp2d: np.ndarray  # float32 [K, 2, 21, 2] source pixels
+    score: np.ndarray  # float32 [K, 2]
+    present: np.ndarray  # bool [K, 2]
+    intrinsics: np.ndarray  # float32 [4] fx, fy, cx, cy
+
+
+@dataclass
+class CleanClip:
+    """One clip that passed the filters (the clean step's result)."""
+
+    start: int  # timeline frames [start, end)
+    end: int
+    joints: np.ndarray  # float32 [T, 2, 21, 3], 0 where absent
+    kp2d: np.ndarray  # float32 [T, 2, 21, 2], NaN where absent
+    presence: np.ndarray  # bool [T, 2]
+    motion: np.ndarray  # float32 [T, 198]
+    quality: dict[str, float]
+    narration: str | None
+
+
 def annotate_video(
     path: str | Path,
     video_id: str,
@@ -188,91 +238,98 @@ def annotate_video(
     intrinsics: [fx, fy, cx, cy] in source pixels; default lift.default_intrinsics.
     progress: called as progress(frames_done, frames_total) on the 15 fps timeline.
     """
-    from clutch_core.hands import lift
-    from storage.schema import split_for
-
-    from annotators.captioning import ClipContext, build_captioners, caption_clips
-
     cfg = cfg or AnnotateConfig()
     t_start = time.perf_counter()
-    info = clipping.probe(path, cfg.min_side, cfg.max_side)
-    size = clipping.decode_size(info.width, info.height, cfg.decode_short_side, cfg.decode_max_long_side)
-    reader = clipping.open_reader(info, size, cfg.reader)
-    src_index = clipping.resample_indices(reader.timestamps, cfg.fps)
-    if len(src_index) == 0:
-        raise BadVideoError(path, "no frames on the 15 fps timeline (video shorter than one frame)")
     segments = _segments(narrations)
-
+    dec = decode(path, cfg)
     tracker = _tracker(cfg, "dense")
-    det, tracked = _track_video(tracker, reader, src_index, cfg, segments, progress)
-    sx, sy = info.width / size[0], info.height / size[1]
-    det.kp2d *= np.array([sx, sy], np.float32)  # keypoints in source pixels
-    diag = float(np.hypot(info.width, info.height))
-    tracks = lift.associate(det.kp2d, det.world, det.label, det.score, diag)
-    k_mat = np.asarray(intrinsics if intrinsics is not None else lift.default_intrinsics(info.width, info.height), np.float32)
-    joints, ok = lift.lift_to_camera(tracks, k_mat)
-    present = tracks.present & ok
-
-    windows, dropped = clipping.plan_clips(len(src_index), present.any(1), cfg.clip_policy(), segments)
-    contexts, kept = [], []
+    det, tracked = _track_video(tracker, dec.reader, dec.src_index, cfg, segments, progress)
+    hands = lift_hands(det, dec, intrinsics)
+    windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
+    clips = []
     for a, b, text in windows:
-        j, kp, pr = lift.fill_gaps(joints[a:b], tracks.kp2d[a:b], present[a:b], cfg.max_gap)
-        if not pr.any():
-            dropped.append(("no_hands_in_clip", 1))
-            continue
-        j = lift.smooth(j, pr, cfg.smooth_window, cfg.smooth_polyorder)
-        q = lift.quality(j, pr, tracks.score[a:b], cfg.fps)
-        reason = _filter(q, pr, cfg)
+        clip, reason = clean_clip(hands, a, b, text, cfg)
         if reason:
             dropped.append((reason, 1))
-            continue
-        j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
-        kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
-        if cfg.mano_dir:
-            from clutch_core.hands.mano import FitConfig
-
-            motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir), FitConfig(iterations=cfg.mano_iterations))
         else:
-            motion = lift.to_motion(j, pr)
-        cid = f"{video_id}-{a:06d}"
-        contexts.append(ClipContext(cid, j, pr, motion, cfg.fps, text))
-        kept.append((a, b, j, kp, pr, motion, q))
+            clips.append(clip)
+    captions = caption(clips, video_id, dec, cfg)
+    tracker_id = {"name": str(tracker.name), "version": str(tracker.version)}
+    rows = [clip_row(c, caps, path, video_id, dec, hands, tracker_id, cfg) for c, caps in zip(clips, captions)]
+    return VideoResult(rows, _merge_counts(dropped), dec.reader.name, len(np.unique(dec.src_index)), tracked,
+                       len(dec.src_index), time.perf_counter() - t_start, (dec.info.width, dec.info.height))
 
+
+def decode(path: str | Path, cfg: AnnotateConfig) -> Decoded:
+    """Probe, open a reader at the decode size, and lay the 15 fps timeline over the source frames."""
+    info = video.probe(path, cfg.min_side, cfg.max_side)
+    size = video.decode_size(info.width, info.height, cfg.decode_short_side, cfg.decode_max_long_side)
+    reader = video.open_reader(info, size, cfg.reader)
+    src_index = video.resample_indices(reader.timestamps, FPS)
+    if len(src_index) == 0:
+        raise BadVideoError(path, "no frames on the 15 fps timeline (video shorter than one frame)")
+    return Decoded(info, size, reader, src_index)
+
+
+def lift_hands(det: Detections, dec: Decoded, intrinsics: Sequence[float] | None) -> Lifted:
+    """Detections (decode-size pixels) -> associated left/right hands in the camera frame."""
+    from clutch_core.hands import lift
+
+    w, h = dec.info.width, dec.info.height
+    det.kp2d *= np.array([w / dec.size[0], h / dec.size[1]], np.float32)  # keypoints in source pixels
+    tracks = lift.associate(det.kp2d, det.world, det.label, det.score, float(np.hypot(w, h)))
+    k_mat = np.asarray(intrinsics if intrinsics is not None else lift.default_intrinsics(w, h), np.float32)
+    joints, ok = lift.lift_to_camera(tracks, k_mat)
+    return Lifted(joints, tracks.kp2d, tracks.score, tracks.present & ok, k_mat)
+
+
+def clean_clip(hands: Lifted, a: int, b: int, text: str | None,
+               cfg: AnnotateConfig) -> tuple[CleanClip | None, str | None]:
+    """Frames [a, b): fill gaps, smooth, filter, solve the motion. -> (clip, None) or (None, drop reason)."""
+    from clutch_core.hands import lift
+
+    j, kp, pr = lift.fill_gaps(hands.joints[a:b], hands.kp2d[a:b], hands.present[a:b], cfg.max_gap)
+    if not pr.any():
+        return None, "no_hands_in_clip"
+    j = lift.smooth(j, pr, cfg.smooth_window, cfg.smooth_polyorder)
+    q = lift.quality(j, pr, hands.score[a:b], FPS)
+    reason = _filter(q, pr, cfg)
+    if reason:
+        return None, reason
+    j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
+    kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
+    if cfg.mano_dir:
+        from clutch_core.hands.mano import FitConfig
+
+        motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir), FitConfig(iterations=cfg.mano_iterations))
+    else:
+        motion = lift.to_motion(j, pr)
+    return CleanClip(a, b, j, kp, pr, motion, q, text), None
+
+
+def caption(clips: list[CleanClip], video_id: str, dec: Decoded, cfg: AnnotateConfig) -> list[list[dict[str, str]]]:
+    """The captioner chain over all clips of the video ([{source, text}, ...] per clip)."""
+    from annotators.captioning import ClipContext, build_captioners, caption_clips
+
+    contexts = [ClipContext(_clip_id(video_id, c), c.joints, c.presence, c.motion, FPS, c.narration) for c in clips]
     captioners = build_captioners(cfg)
     if contexts and any(c.source == "vlm" for c in captioners):
-        _attach_keyframes(reader, src_index, [(a, b) for a, b, *_ in kept], contexts, cfg.vlm_frames)
-    captions = caption_clips(captioners, contexts)
+        _attach_keyframes(dec.reader, dec.src_index, [(c.start, c.end) for c in clips], contexts, cfg.vlm_frames)
+    return caption_clips(captioners, contexts)
 
-    tracker_id = {"name": str(tracker.name), "version": str(tracker.version)}
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = []
-    for (a, b, j, kp, pr, motion, q), ctx, caps in zip(kept, contexts, captions):
-        rows.append({
-            "clip_id": ctx.clip_id,
-            "video_id": video_id,
-            "source_uri": str(Path(path).resolve()),
-            "start_s": a / cfg.fps,
-            "end_s": b / cfg.fps,
-            "fps": float(cfg.fps),
-            "num_frames": int(b - a),
-            "split": split_for(video_id),
-            "motion": motion,
-            "presence": pr,
-            "joints3d": j,
-            "keypoints2d": kp,
-            "pose_convention": "mano" if cfg.mano_dir else "skeleton-ik",
-            "captions": caps,
-            "tracker": tracker_id,
-            "quality": q,
-            "created_at": now,
-            "fingerprint": cfg.fingerprint(),
-            "reader": reader.name,
-            "image_size": np.array([info.width, info.height], np.int32),
-            "intrinsics": k_mat,
-        })
-    dropped = _merge_counts(dropped)
-    return VideoResult(rows, dropped, reader.name, len(np.unique(src_index)), tracked, len(src_index),
-                       time.perf_counter() - t_start, (info.width, info.height))
+
+def clip_row(c: CleanClip, captions: list[dict[str, str]], path: str | Path, video_id: str, dec: Decoded,
+             hands: Lifted, tracker: dict[str, str], cfg: AnnotateConfig) -> dict[str, Any]:
+    return make_row(
+        clip_id=_clip_id(video_id, c), video_id=video_id, source_uri=str(Path(path).resolve()),
+        start_s=c.start / FPS, motion=c.motion, presence=c.presence, joints3d=c.joints, keypoints2d=c.kp2d,
+        pose_convention="mano" if cfg.mano_dir else "skeleton-ik", captions=captions, tracker=tracker,
+        quality=c.quality, fingerprint=cfg.fingerprint(), reader=dec.reader.name,
+        image_size=(dec.info.width, dec.info.height), intrinsics=hands.intrinsics)
+
+
+def _clip_id(video_id: str, c: CleanClip) -> str:
+    return f"{video_id}-{c.start:06d}"
 
 
 def _filter(q: dict[str, float], present: np.ndarray, cfg: AnnotateConfig) -> str | None:

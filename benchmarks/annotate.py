@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    from annotators import clipping
+    from clutch_core import video as clipping
     from annotators.discovery import video_id
     from annotators.pipeline import AnnotateConfig, annotate_video
 
@@ -62,7 +62,7 @@ def main() -> None:
     size = clipping.decode_size(info.width, info.height, cfg.decode_short_side, cfg.decode_max_long_side)
     t = time.perf_counter()
     rd = clipping.open_reader(info, size, args.reader)
-    idx = clipping.resample_indices(rd.timestamps, cfg.fps)
+    idx = clipping.resample_indices(rd.timestamps)
     n = sum(len(f) for _, f in clipping.iter_resampled(rd, idx, 15))
     print(f"decode+resample only: {time.perf_counter() - t:.2f} s for {n} frames at {size[0]}x{size[1]}")
 

@@ -8,11 +8,12 @@ quarantined as bad input (see `clutch status DATASET`).
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 
 from clutch_cli import CliError
+from clutch_cli.options import add_config_arguments, params_from_args
+from flows.config import BuildConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINED = 0, 1, 2, 3
 
@@ -25,27 +26,7 @@ def register(sub) -> None:
                     "captions -> Parquet shards in --out. Rerunning the same command resumes: only videos "
                     "not done are built.",
         epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("videos", nargs="+", metavar="VIDEOS",
-                   help="video files, folders, globs, or manifest tables (.csv/.parquet with a 'path' column, "
-                        "optional video_id, fx, fy, cx, cy)")
-    p.add_argument("--out", required=True, metavar="DATASET", help="dataset folder (created if missing)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per shard (default 4)")
-    p.add_argument("--retry-failed", action="store_true", help="also rebuild videos a previous run marked failed")
-    p.add_argument("--include-quarantined", action="store_true",
-                   help="also rebuild videos quarantined as bad input")
-    p.add_argument("--narrations", metavar="FILE", help="EPIC-KITCHENS-style CSV or Ego4D-style JSON narrations")
-    p.add_argument("--tracker", help="hand tracker entry point (torch.hub); default: the annotators' default")
-    p.add_argument("--tracker-repo", help="torch.hub repo or folder of the tracker (default: this project)")
-    p.add_argument("--mano-dir", help="folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (fit MANO when given)")
-    p.add_argument("--vlm", help="transformers VLM path or hub id for captions (default: no VLM)")
-    p.add_argument("--set", dest="annotate", action="append", default=[], metavar="KEY=VALUE",
-                   help="another annotator setting (AnnotateConfig field; VALUE is JSON or text); repeatable")
-    p.add_argument("--task-runner", choices=("thread", "dask", "ray"), default="thread",
-                   help="where batches run (dask/ray need the clutch[dask] / clutch[ray] extras)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="batches in parallel (default 2)")
-    p.add_argument("--retries", type=int, default=2, help="extra attempts after a transient error (default 2)")
-    p.add_argument("--retry-delay", type=float, default=5.0, metavar="S", help="seconds between attempts")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(p, BuildConfig)
     p.set_defaults(func=run_build)
 
     s = sub.add_parser(
@@ -59,37 +40,18 @@ def register(sub) -> None:
     s.set_defaults(func=run_serve)
 
 
-def _parse_settings(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"--set {item!r}: use KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def run_build(args) -> int:
     import logging
     import os
     from pathlib import Path
 
-    from flows.config import BuildConfig
-
-    params = dict(videos=list(args.videos), out=str(Path(args.out).resolve()), batch_size=args.batch_size,
-                  retry_failed=args.retry_failed, include_quarantined=args.include_quarantined,
-                  narrations=args.narrations, tracker=args.tracker, tracker_repo=args.tracker_repo,
-                  mano_dir=args.mano_dir, vlm=args.vlm, annotate=_parse_settings(args.annotate),
-                  task_runner=args.task_runner, workers=args.workers, retries=args.retries,
-                  retry_delay_s=args.retry_delay)
+    params = params_from_args(args, BuildConfig)
+    params["out"] = str(Path(params["out"]).resolve())
     from annotators.inputs import check_specs
 
     try:  # usage errors before a Prefect server starts
-        check_specs(args.videos)
-        cfg = BuildConfig(**{**params, "videos": tuple(params["videos"])})
+        check_specs(params["videos"])
+        cfg = BuildConfig(**params)
         cfg.annotate_config()
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
@@ -103,7 +65,7 @@ def run_build(args) -> int:
     from flows.temp_server import temporary_server
 
     with temporary_server():  # dies with this process, even on SIGKILL (Linux)
-        bar = None if args.no_progress else _ProgressBar()
+        bar = _ProgressBar() if cfg.progress else None
         try:
             state = build_3dhiw(**params, return_state=True)
         finally:

@@ -1,4 +1,4 @@
-"""Dataset commands: query, status, card, synth."""
+"""Dataset commands: query, status, verify, card, synth."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sql", help="one SQL statement")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     p.add_argument("--max-rows", type=int, default=1000, help="rows shown by --format table (default 1000)")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="leave damaged shards out of `clips` (and say which) instead of stopping with exit 1")
     p.set_defaults(func=_query)
 
     p = sub.add_parser("status", help="build state of a dataset: videos per state, failed, quarantined and clipless videos with reasons",
@@ -27,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "0 whatever the states.")
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("verify", help="check that shards and ledger agree: damaged, missing, duplicate, orphaned shards",
+                       description="Check every shard of DATASET against the ledger: it opens, its size, row "
+                                   "count and clip ids are the ones recorded when its videos were marked done, "
+                                   "no clip is stored twice, no shard is orphaned or missing. Reports per file; "
+                                   "exit 1 on any problem. --repair moves damaged shards to shards/.damaged/ "
+                                   "(never deleted) and sets their videos back to pending, so the next "
+                                   "`clutch build` rebuilds exactly them.")
+    p.add_argument("dataset", type=Path, help="dataset folder")
+    p.add_argument("--deep", action="store_true", help="also check each shard's sha256 and every page CRC "
+                                                       "(reads every byte)")
+    p.add_argument("--repair", action="store_true", help="move damaged shards aside, set their videos back to "
+                                                         "pending, adopt orphaned complete shards")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("card", help="write the dataset card (DATASET/card/card.md + length histogram)",
                        description="Summarise a dataset: clips, videos and hours per split, hand presence, "
@@ -59,7 +75,16 @@ def _query(args) -> int:
 
     from storage.catalog import connect
 
-    con = connect(_dataset(args.dataset))
+    from storage.integrity import DamagedFileError, repair_hint
+
+    d = _dataset(args.dataset)
+    try:
+        con = connect(d, skip_damaged=args.skip_damaged)
+    except DamagedFileError as e:
+        print(f"clutch query: error: damaged shard {e}; or query the rest with --skip-damaged", file=sys.stderr)
+        return 1
+    for file, problem in con.execute("SELECT file, problem FROM skipped_shards").fetchall():
+        print(f"clutch query: skipped damaged shard {file}: {problem}", file=sys.stderr)
     try:
         rel = con.sql(args.sql)
     except duckdb.Error as e:
@@ -80,8 +105,10 @@ def _query(args) -> int:
 
                 for row in table.to_pylist():
                     print(json.dumps(row, default=str))
-    except duckdb.Error as e:
-        raise CliError(f"query failed: {e}") from None
+    except duckdb.Error as e:  # a shard damaged past its footer (pages): the checks find it
+        print(f"clutch query: error: reading the shards failed: {e}\n{repair_hint(d).replace('--repair', '--deep --repair')}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -89,23 +116,53 @@ def _status(args) -> int:
     from storage.ledger import LEDGER_FILE, Ledger
     from storage.writer import list_shards
 
+    from storage.resume import release_stale_running
+
     d = _dataset(args.dataset)
     shards = list_shards(d)
     print(f"dataset {d}: {len(shards)} shard(s)")
     if not (d / LEDGER_FILE).exists():
         print("no ledger yet (no build has run here)")
         return 0
+    release_stale_running(d)  # `running` only while a live build holds the dataset
     ledger = Ledger(d)
     counts = ledger.counts()
     print(f"fingerprint: {ledger.fingerprint or '-'}")
     print("videos: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (total {sum(counts.values())})")
     bad = ledger.by_state("failed", "quarantined")
-    for r in bad:
+    for r in bad + [r for r in ledger.by_state("pending") if r.error]:
         print(f"{r.state:12s} {r.video_id}  {r.source_uri}  (attempts {r.attempts}): {r.error}")
     for r, reasons in ledger.clipless():
         why = ", ".join(f"{reason} x{n}" for reason, n in reasons.items()) or "no reason recorded"
         print(f"{'no clips':12s} {r.video_id}  {r.source_uri}: {why}")
     return 0
+
+
+def _verify(args) -> int:
+    from storage.ledger import LEDGER_FILE, Ledger
+    from storage.resume import DatasetBusy, dataset_lock
+    from storage.verify import check, repair
+
+    d = _dataset(args.dataset)
+    if not (d / LEDGER_FILE).exists():
+        raise CliError(f"{d / LEDGER_FILE} does not exist: not a dataset written by `clutch build` or `clutch synth`")
+    ledger = Ledger(d)
+    report = check(ledger, d, deep=args.deep)
+    for line in report.lines():
+        print(line)
+    bad = len({f.file for f in report.findings})
+    print(f"{len(report.checked)} shard(s) checked{' (deep)' if args.deep else ''}: "
+          + (f"{bad} with problems" if bad else "all agree with the ledger"))
+    if args.repair and not report.ok:
+        try:
+            with dataset_lock(d):  # no build may write while shards move
+                done = repair(ledger, d, check(ledger, d, deep=args.deep))
+        except DatasetBusy as e:
+            raise CliError(str(e)) from None
+        print(f"repaired: moved aside {len(done['moved_aside'])} shard(s) to shards/.damaged/, "
+              f"{len(done['requeued'])} video(s) back to pending, adopted {len(done['adopted'])}, "
+              f"removed {len(done['deleted'])} stale copies; run `clutch build` again to rebuild the pending videos")
+    return 0 if report.ok else 1
 
 
 def _card(args) -> int:

@@ -10,7 +10,7 @@ from clutch_cli import CliError
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
-               "glove", "evaluator_epochs")
+               "glove", "evaluator_epochs", "evaluator")
 CAPTION_OPTIONS = ("refs", "hyps", "bert_model", "bert_layers", "no_bertscore")
 
 
@@ -28,8 +28,11 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--repeats", type=int, default=None, help="repeats for mean and 95%% CI (default 20)")
     r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
     r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports)")
+    r.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
+                   help="evaluator folder to use, or to train into when empty (default: DATASET/evaluators/<hash>/, "
+                   "one per dataset and settings, shared by every run)")
     r.add_argument("--retrain-evaluator", action="store_true", default=None,
-                   help="train a new evaluator even if RUN/evaluator/ exists")
+                   help="train the evaluator again even if it exists")
     r.add_argument("--text-encoder", choices=["minilm", "glove"], default=None,
                    help="evaluator text side when training one (default minilm; glove when --glove is given)")
     r.add_argument("--text-model", default=None, help="sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
@@ -39,8 +42,12 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--refs", type=Path, default=None,
                    help=f"references, one line per hypothesis; several on a line separated by '{REF_SEPARATOR.strip()}'")
     c.add_argument("--hyps", type=Path, default=None, help="hypotheses, one caption per line")
-    c.add_argument("--bert-model", default=None, help="local model folder for BERTScore (default: packaged all-MiniLM-L6-v2)")
-    c.add_argument("--bert-layers", type=int, default=None, help="BERTScore layer (default 6)")
+    c.add_argument("--bertscore-model", "--bert-model", dest="bert_model", default=None, metavar="PATH",
+                   help="local model folder for BERTScore, e.g. a roberta-large download (the literature's: layer 17, "
+                   "rescaled with bert-score's baseline, key bertscore_f1). Default: the packaged all-MiniLM-L6-v2, "
+                   "key bertscore_f1_minilm (not comparable with published numbers)")
+    c.add_argument("--bert-layers", type=int, default=None,
+                   help="BERTScore layer (default: bert-score's choice for the model; 6 for MiniLM)")
     c.add_argument("--no-bertscore", action="store_true", default=None, help="skip BERTScore (the slow one)")
 
 
@@ -76,17 +83,20 @@ def run_handler(a) -> int:
         ecfg.epochs = a.evaluator_epochs
     if ecfg.text_encoder == "glove" and not a.glove:
         raise CliError("--text-encoder glove needs --glove FILE.txt")
+    if a.evaluator is not None and a.evaluator.exists() and not a.evaluator.is_dir():
+        raise CliError(f"--evaluator {a.evaluator}: not a folder")
     cfg = ReportConfig(split=a.split or "test", repeats=a.repeats or 20, seed=a.seed or 0, rows=a.rows,
-                       retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg)
+                       retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator)
     if cfg.repeats < 1:
         raise CliError("--repeats must be at least 1")
     try:
         table = write_report(Path(a.target), a.dataset, a.out, cfg)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from e
-    keys = ("r_precision_top3", "fid", "mpjpe_mm")
+    keys = ("r_precision_top3", "fid", "kid", "mpjpe_mm")
     for name, row in table.items():
-        print(f"{name:>16}: " + "  ".join(f"{k}={row[k]:.3f}" for k in keys if k in row))
+        print(f"{name:>16}: " + "  ".join(f"{k}={row[k]:.3f}" for k in keys if row.get(k) is not None))
+    print(f"evaluator: {next(iter(table.values()))['evaluator_hash']}")
     print(f"report: {a.out / 'report.md'}")
     return 0
 
@@ -151,11 +161,13 @@ def register(sub) -> None:
         description="\n\n".join(textwrap.fill(t, 88) for t in (
             "clutch eval RUN: text-to-motion metrics (R-precision, FID, MM-Dist, Diversity, MultiModality) "
             "for real motion and every model the run holds, reconstruction errors of its tokenizer; writes "
-            "REPORT/report.md, metrics.json and PNG figures. Trains the evaluator on DATASET's train split when "
-            "RUN/evaluator/ does not exist yet, and saves it there.",
-            "clutch eval captions: captioning metrics (BLEU-1/4 nltk, ROUGE-L rouge-score, CIDEr pycocoevalcap, "
-            "BERTScore bert-score with the offline MiniLM); prints JSON with bleu_1, bleu_4, rouge_l, cider, "
-            "bertscore_f1.")),
+            "REPORT/report.md, metrics.json and PNG figures. The evaluator is the dataset's: trained once on "
+            "DATASET's train split into DATASET/evaluators/<hash>/ (or --evaluator PATH) and reused by every run; "
+            "its hash is in every row. Rows already in REPORT/metrics.json are kept when the same evaluator scored "
+            "them, refused otherwise.",
+            "clutch eval captions: captioning metrics (BLEU-1/4 nltk, ROUGE-L and CIDEr pycocoevalcap, "
+            "BERTScore bert-score); prints JSON with bleu_1, bleu_4, rouge_l, cider and bertscore_f1_minilm "
+            "(or bertscore_f1 with --bertscore-model PATH of roberta-large).")),
     )
     _add_eval_arguments(p)
     p.set_defaults(func=eval_handler)

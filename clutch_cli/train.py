@@ -1,4 +1,14 @@
-"""Training commands: train (train-clutch stages), tokenize."""
+"""Training commands: train (the train-clutch flow, in this process), tokenize.
+
+`clutch train` runs the train-clutch flow here, as `clutch build` runs build-3dhiw: with a
+temporary Prefect server unless PREFECT_API_URL is set. Its options are the fields of
+flows.config.TrainClutchConfig, its stages flows.stages.STAGES.
+
+Several GPUs: `torchrun --nproc_per_node=N -m clutch_cli train ...`. Only rank 0 runs the
+flow (one temporary server, one flow run recorded); the other ranks run the same stage
+runner (flows.stages.run_stages) without Prefect, so no rank starts a server of its own.
+The ranks meet in the trainer's process group; rank-0-only stages (tokenize) run on rank 0.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,35 +17,23 @@ import os
 from pathlib import Path
 
 from clutch_cli import CliError
-
-STAGES = ("shift", "tokenize")  # train-clutch stages implemented so far, in order
+from clutch_cli.options import add_config_arguments, params_from_args
+from flows.config import TrainClutchConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from flows.stages import STAGES
+
     p = sub.add_parser(
-        "train", help="train CLUTCH stages on a dataset (stage 1: SHIFT tokenizer; then token extraction)",
-        description="Run train-clutch stages in order on DATASET, writing into RUN. Stage 'shift' trains the "
-                    "motion tokenizer (SHIFT, or the plain VQ-VAE baseline) and writes RUN/shift/ (model, "
-                    "config, checkpoint, metrics.json, train_log.jsonl); stage 'tokenize' writes the tokens "
-                    "of every clip to DATASET/tokens/. A finished stage is skipped; an interrupted one resumes "
-                    "from its last checkpoint. Several GPUs: torchrun --nproc_per_node=N -m clutch_cli train ...",
+        "train", help="train CLUTCH stages on a dataset (the train-clutch flow)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the train-clutch Prefect flow in this process: its stages in order on DATASET, writing "
+                    "into RUN. A finished stage is skipped; an interrupted one resumes from its last checkpoint.\n"
+                    "stages:\n" + "\n".join(f"  {s.name:10s} {s.doc}" for s in STAGES.values()) +
+                    "\nSeveral GPUs: torchrun --nproc_per_node=N -m clutch_cli train ... (only rank 0 talks to "
+                    "Prefect).",
         epilog="example: clutch train D --out runs/r1 --stages shift,tokenize --preset tiny --max-steps 500")
-    p.add_argument("dataset", type=Path, help="dataset folder (holds shards/)")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--stages", default="shift,tokenize",
-                   help=f"comma-separated stages, from {', '.join(STAGES)} (default shift,tokenize)")
-    p.add_argument("--tokenizer", choices=["shift", "vqvae"], default="shift",
-                   help="shift (default) or vqvae (one VQ-VAE over the whole frame, the baseline)")
-    p.add_argument("--preset", choices=["tiny", "paper"], default="tiny",
-                   help="tiny: CPU-sized, minutes; paper: the paper's scale, for GPUs (default tiny)")
-    p.add_argument("--max-steps", type=int, help="training steps (default: the preset's)")
-    p.add_argument("--batch", type=int, help="windows per step (default: the preset's)")
-    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (default: the preset's)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], help="bf16 autocast: auto = on CUDA only (default); "
-                   "bf16 also on CPUs with AMX (about 2x faster when the CPU is not shared, see BENCHMARKS.md)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(p, TrainClutchConfig)
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -51,15 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tokenize)
 
 
-def parse_stages(text: str | list[str]) -> list[str]:
-    """'shift,tokenize' or a list -> validated stages in pipeline order."""
-    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
-    unknown = [s for s in items if s not in STAGES]
-    if unknown or not items:
-        raise CliError(f"unknown or no stage(s) {unknown}; available: {', '.join(STAGES)}")
-    return [s for s in STAGES if s in items]
-
-
 def _check_dataset(path: Path) -> None:
     if not (path / "shards").is_dir():
         raise CliError(f"{path}: not a dataset folder (no shards/ inside)")
@@ -73,24 +62,38 @@ def _threads(n: int | None) -> None:
 
 
 def _train(args) -> int:
-    stages = parse_stages(args.stages)
-    _check_dataset(args.dataset)
-    _threads(args.threads)
-    from clutch_core.shift.tokenize import tokenize_dataset
-    from clutch_core.shift.train import preset_config, train_tokenizer
+    import logging
 
+    params = params_from_args(args, TrainClutchConfig)
+    params.update(dataset=str(Path(params["dataset"]).resolve()), out=str(Path(params["out"]).resolve()))
     try:
-        cfg = preset_config(args.preset, tokenizer=args.tokenizer, max_steps=args.max_steps, batch=args.batch,
-                            ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp)
-        if "shift" in stages:
-            m = train_tokenizer(args.dataset, args.out, cfg, progress=not args.no_progress)
-            if m:
-                print(json.dumps({k: m[k] for k in ("tokenizer", "steps", "val_mpjpe_mm", "val_mpjpe_traj_mm",
-                                                    "val_mpjpe_pose_mm", "perplexity")}))
-        if "tokenize" in stages and os.environ.get("RANK", "0") == "0":  # one writer under torchrun
-            print(json.dumps(tokenize_dataset(args.out, args.dataset, progress=not args.no_progress)))
-    except (ValueError, FileNotFoundError) as e:
-        raise CliError(str(e)) from e
+        cfg = TrainClutchConfig(**params)
+        cfg.shift_config()  # preset and overrides checked before a server starts
+        cfg.lm_config()
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    _check_dataset(Path(cfg.dataset))
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks run the stages without Prefect
+        from flows.stages import run_stages
+
+        run_stages(cfg)
+        return 0
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from clutch_cli import _log_to_stderr
+    from flows.temp_server import temporary_server
+    from flows.train_clutch import train_clutch
+
+    _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)  # Prefect's logging set-up replaced ours
+    with temporary_server():
+        state = train_clutch(**params, return_state=True)
+    if not state.is_completed():
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, (ValueError, FileNotFoundError)):
+            raise CliError(str(exc))
+        print(f"clutch train: the run stopped: {exc!r}")
+        return 1
+    print(json.dumps(state.result()))
     return 0
 
 

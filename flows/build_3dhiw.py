@@ -13,7 +13,7 @@ never retried; other errors are retried `retries` times, then the video is marke
 from __future__ import annotations
 
 import os
-from typing import Literal, Optional
+from typing import Optional
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
@@ -23,6 +23,7 @@ from annotators.batch import PROGRESS, BatchOutcome, run_batch
 from annotators.errors import BadVideoError
 from annotators.inputs import VideoInput, discover_inputs, narration_table, segments_for
 from flows.config import BuildConfig
+from flows.params import takes_config
 from storage.card import write_card
 from storage.ledger import Ledger
 from storage.resume import check_settings, count_clips, dataset_lock, plan_batches, reconcile_shards
@@ -112,29 +113,11 @@ def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOut
 
 
 @flow(name="build-3dhiw", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def build_3dhiw(
-    videos: list[str],
-    out: str,
-    batch_size: int = 4,
-    retry_failed: bool = False,
-    include_quarantined: bool = False,
-    narrations: Optional[str] = None,
-    tracker: Optional[str] = None,
-    tracker_repo: Optional[str] = None,
-    mano_dir: Optional[str] = None,
-    vlm: Optional[str] = None,
-    annotate: Optional[dict] = None,
-    task_runner: Literal["thread", "dask", "ray"] = "thread",
-    workers: int = 2,
-    retries: int = 2,
-    retry_delay_s: float = 5.0,
-) -> dict:
+@takes_config(BuildConfig)
+def build_3dhiw(cfg: BuildConfig) -> dict:
     """Build (or resume) the 3D-HIW dataset in `out` from videos, folders, globs or manifests."""
-    cfg = BuildConfig(
-        videos=tuple(videos), out=os.path.abspath(out), batch_size=batch_size, retry_failed=retry_failed,
-        include_quarantined=include_quarantined, narrations=narrations, tracker=tracker, tracker_repo=tracker_repo,
-        mano_dir=mano_dir, vlm=vlm, annotate=dict(annotate or {}), task_runner=task_runner, workers=workers,
-        retries=retries, retry_delay_s=retry_delay_s)
+    cfg = cfg.model_copy(update={"out": os.path.abspath(cfg.out)})
+    cfg.annotate_config()  # a bad setting stops the build before any video is read
     with dataset_lock(cfg.out):
         found = discover(cfg)
         batches = plan(cfg, found)

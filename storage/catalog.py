@@ -4,15 +4,25 @@ The shards are ordinary Parquet files: `duckdb.sql("FROM 'DATASET/shards/*.parqu
 works without this module. `connect` adds the conveniences: a `captions` view with one
 row per caption, a snapshot of the SQLite ledger, and a typed empty `clips` view when a
 dataset has no shard yet (a glob that matches nothing is an error in DuckDB).
+
+A damaged shard (footer unreadable, size not the ledger's) is found at connect time and
+named in storage.integrity.DamagedFileError, with the command that repairs it, instead of
+a DuckDB error deep inside a query. `skip_damaged=True` leaves such shards out and lists
+them in the table `skipped_shards` (file, problem).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import logging
+
+from storage.integrity import DamagedFileError
 from storage.ledger import LEDGER_FILE, Ledger, ledger_arrow_schema
 from storage.schema import CLIP_SCHEMA
 from storage.writer import SHARDS_DIR, list_shards
+
+log = logging.getLogger(__name__)
 
 
 def shards_glob(dataset_dir: str | os.PathLike) -> str:
@@ -48,21 +58,39 @@ def fetch_clips(con, dataset_dir: str | os.PathLike, clip_ids: list[str], column
                    params=ids).to_arrow_table()
 
 
-def connect(dataset_dir: str | os.PathLike, database: str = ":memory:"):
+def connect(dataset_dir: str | os.PathLike, database: str = ":memory:", skip_damaged: bool = False):
     """A DuckDB connection with views `clips`, `captions` and `ledger` over DATASET.
 
     `clips` re-reads the shard glob at every query, so shards written after connect
     are seen; only a dataset with no shard at connect time gets a fixed empty view.
-    `ledger` is a snapshot taken at connect time.
+    `ledger` is a snapshot taken at connect time. A damaged shard raises DamagedFileError
+    (naming it and the repair command), or with `skip_damaged` is left out: `clips` is
+    then the fixed list of good shards, and table `skipped_shards` says what was left out.
     """
     import duckdb
+    import pyarrow as pa
+
+    from storage.verify import unreadable_shards
 
     d = Path(dataset_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"dataset folder {d} does not exist")
+    damaged = unreadable_shards(d)
+    if damaged and not skip_damaged:
+        first, more = damaged[0], [str(e.path) for e in damaged[1:]]
+        raise DamagedFileError(first.path, first.problem + (f" (also damaged: {', '.join(more)})" if more else ""),
+                               first.fix)
     con = duckdb.connect(database)
     con.execute("SET parquet_metadata_cache = true")  # footers are re-read by every query otherwise
-    if list_shards(d):
+    con.register("skipped_shards", pa.table({"file": [str(e.path) for e in damaged],
+                                             "problem": [e.problem for e in damaged]},
+                                            schema=pa.schema([("file", pa.string()), ("problem", pa.string())])))
+    good = [str(p) for p in list_shards(d) if p not in {e.path for e in damaged}]
+    if damaged:
+        log.warning("skipped %d damaged shard(s): %s", len(damaged), ", ".join(str(e.path) for e in damaged))
+    if good and damaged:
+        con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet([{', '.join(map(_sql_str, good))}])")
+    elif good:
         con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet({_sql_str(shards_glob(d))})")
     else:
         con.register("_clips_empty", CLIP_SCHEMA.empty_table())

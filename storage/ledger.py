@@ -8,8 +8,14 @@ processes reporting at once when used this way:
   front, so two workers never deadlock upgrading a read lock);
 - a fresh connection per call, so forked workers and threads never share one.
 
-States: pending -> running -> done | failed | quarantined. `failed` videos are claimed
-again by the next run; `quarantined` ones (bad input) are not.
+States: pending -> running -> done | failed | quarantined. `failed` videos are retried
+with --retry-failed; `quarantined` ones (bad input) only when asked. A `pending` video may
+carry a reason in `error` (its build was interrupted, its shard was damaged).
+
+Where a done video's clips live is part of its row: `shard`, `num_clips` and `clips_sha256`
+(sha256 of its sorted clip ids), and the `shards` table holds each shard's row count, size,
+sha256 and mtime. Both are written in the transaction that marks the video done, so
+storage.verify can tell a damaged or missing shard from a good one.
 """
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from storage.integrity import ShardFacts
 
 STATES = ("pending", "running", "done", "failed", "quarantined")
 LEDGER_FILE = "ledger.sqlite"
@@ -51,9 +60,19 @@ CREATE TABLE IF NOT EXISTS dropped_clips (
 );
 CREATE INDEX IF NOT EXISTS dropped_video ON dropped_clips(video_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shards (
+    name       TEXT PRIMARY KEY,
+    num_rows   INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    written_at TEXT NOT NULL
+);
 """
+# Columns added after the first release: ledgers written before get them on open (NULL = unknown).
+_ADDED_COLUMNS = {"num_clips": "INTEGER", "clips_sha256": "TEXT"}
 _COLUMNS = ("video_id", "source_uri", "state", "attempts", "error", "shard", "fingerprint", "worker",
-            "created_at", "updated_at", "started_at", "finished_at")
+            "created_at", "updated_at", "started_at", "finished_at", *_ADDED_COLUMNS)
 
 
 class FingerprintMismatch(ValueError):
@@ -74,6 +93,20 @@ class VideoRecord:
     updated_at: str
     started_at: str | None
     finished_at: str | None
+    num_clips: int | None = None  # clips of this video in `shard` (None: not recorded)
+    clips_sha256: str | None = None  # storage.integrity.clips_digest of its clip ids
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A shard as the ledger last saw it whole."""
+
+    name: str
+    num_rows: int
+    bytes: int
+    sha256: str
+    mtime_ns: int
+    written_at: str
 
 
 def _now() -> str:
@@ -94,6 +127,10 @@ class Ledger:
         try:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the database file
             db.executescript(_DDL)
+            have = {r[1] for r in db.execute("PRAGMA table_info(videos)")}
+            for col, typ in _ADDED_COLUMNS.items():
+                if col not in have:
+                    db.execute(f"ALTER TABLE videos ADD COLUMN {col} {typ}")
         finally:
             db.close()
 
@@ -176,31 +213,6 @@ class Ledger:
                 db.execute("UPDATE videos SET source_uri = ? WHERE video_id = ?", (str(source_uri), video_id))
         return self.get(video_id)
 
-    def claim(self, video_id: str) -> bool:
-        """Mark a pending or failed video running (attempts += 1); False if it is done, running or quarantined."""
-        now = _now()
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE videos SET state = 'running', attempts = attempts + 1, worker = ?, started_at = ?, "
-                "updated_at = ?, error = NULL WHERE video_id = ? AND state IN ('pending', 'failed')",
-                (_worker(), now, now, video_id))
-            return cur.rowcount == 1
-
-    def claim_batch(self, limit: int, max_attempts: int | None = None) -> list[VideoRecord]:
-        """Atomically claim up to `limit` pending/failed videos (oldest first) for this worker."""
-        now = _now()
-        with self._tx() as db:
-            sql = "SELECT video_id FROM videos WHERE state IN ('pending', 'failed')"
-            params: list = []
-            if max_attempts is not None:
-                sql += " AND attempts < ?"
-                params.append(max_attempts)
-            ids = [r[0] for r in db.execute(sql + " ORDER BY created_at, video_id LIMIT ?", (*params, limit))]
-            db.executemany("UPDATE videos SET state = 'running', attempts = attempts + 1, worker = ?, "
-                           "started_at = ?, updated_at = ?, error = NULL WHERE video_id = ?",
-                           [(_worker(), now, now, v) for v in ids])
-        return [self.get(v) for v in ids]
-
     def mark_running(self, video_id: str) -> VideoRecord:
         """Force a video to running (attempts += 1) whatever its state."""
         now = _now()
@@ -213,11 +225,67 @@ class Ledger:
         return self.get(video_id)
 
     def mark_done(self, video_id: str, shard: str | None) -> VideoRecord:
-        """The video's clips are in `shard` (a shard file name; None when it produced no clip)."""
+        """The video's clips are in `shard` (a shard file name; None when it produced no clip).
+
+        Records no facts about the shard: writers use mark_batch_done.
+        """
         return self._set_state(video_id, "done", shard=shard, error=None, finished_at=_now())
 
+    def mark_batch_done(self, video_ids: Iterable[str], shard: ShardFacts | None) -> None:
+        """Mark videos done in one transaction, with where their clips live.
+
+        `shard` is the shard holding the clips of these videos (None: none of them has a clip);
+        a video absent from `shard.videos` produced no clip.
+        """
+        now = _now()
+        with self._tx() as db:
+            if shard is not None:
+                self._put_shard(db, shard, now)
+            for v in video_ids:
+                clips = shard.videos.get(v) if shard is not None else None
+                cur = db.execute(
+                    "UPDATE videos SET state = 'done', shard = ?, num_clips = ?, clips_sha256 = ?, error = NULL, "
+                    "updated_at = ?, finished_at = ? WHERE video_id = ?",
+                    (shard.name if clips else None, clips.num_clips if clips else 0,
+                     clips.clips_sha256 if clips else None, now, now, v))
+                if cur.rowcount == 0:
+                    raise KeyError(f"ledger {self.path}: unknown video_id {v!r}")
+
+    @staticmethod
+    def _put_shard(db: sqlite3.Connection, s: ShardFacts, now: str) -> None:
+        db.execute("INSERT INTO shards(name, num_rows, bytes, sha256, mtime_ns, written_at) VALUES (?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT(name) DO UPDATE SET num_rows = excluded.num_rows, bytes = excluded.bytes, "
+                   "sha256 = excluded.sha256, mtime_ns = excluded.mtime_ns, written_at = excluded.written_at",
+                   (s.name, s.num_rows, s.bytes, s.sha256, s.mtime_ns, now))
+
+    def record_shard(self, shard: ShardFacts) -> None:
+        """Record the facts of a shard whose videos are already done in it (ledgers from before the facts)."""
+        now = _now()
+        with self._tx() as db:
+            self._put_shard(db, shard, now)
+            db.executemany("UPDATE videos SET num_clips = ?, clips_sha256 = ? WHERE video_id = ? AND shard = ?",
+                           [(c.num_clips, c.clips_sha256, v, shard.name) for v, c in shard.videos.items()])
+
+    def restamp_shard(self, name: str, mtime_ns: int) -> None:
+        """A shard's content was checked equal to its sha256 under a new mtime (e.g. after a copy)."""
+        with self._tx() as db:
+            db.execute("UPDATE shards SET mtime_ns = ? WHERE name = ?", (mtime_ns, name))
+
+    def shard_records(self) -> dict[str, ShardRecord]:
+        rows = self._query("SELECT name, num_rows, bytes, sha256, mtime_ns, written_at FROM shards")
+        return {r[0]: ShardRecord(*r) for r in rows}
+
+    def requeue(self, video_ids: Iterable[str], reason: str, forget_shard: str | None = None) -> None:
+        """Videos back to pending with a reason (their clips are lost); forget the shard's record."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany("UPDATE videos SET state = 'pending', shard = NULL, num_clips = NULL, clips_sha256 = NULL, "
+                           "error = ?, updated_at = ? WHERE video_id = ?", [(reason, now, v) for v in video_ids])
+            if forget_shard is not None:
+                db.execute("DELETE FROM shards WHERE name = ?", (forget_shard,))
+
     def mark_failed(self, video_id: str, error: str) -> VideoRecord:
-        """A retryable failure (the next run claims it again)."""
+        """A failure after the retries (a run with --retry-failed tries it again)."""
         return self._set_state(video_id, "failed", error=str(error), finished_at=_now())
 
     def mark_quarantined(self, video_id: str, reason: str) -> VideoRecord:
@@ -226,19 +294,27 @@ class Ledger:
 
     def reset(self, video_id: str) -> VideoRecord:
         """Back to pending (e.g. to retry a quarantined video by hand)."""
-        return self._set_state(video_id, "pending", error=None, shard=None)
+        return self._set_state(video_id, "pending", error=None, shard=None, num_clips=None, clips_sha256=None)
 
-    def requeue_running(self) -> int:
-        """Running videos of a crashed run back to pending; returns how many."""
+    def requeue_running(self, reason: str | None = None) -> int:
+        """Running videos of a stopped run back to pending (with the reason); returns how many.
+
+        Call only when no live build can hold them (storage.resume.dataset_lock is held).
+        """
         with self._tx() as db:
-            return db.execute("UPDATE videos SET state = 'pending', updated_at = ? WHERE state = 'running'",
-                              (_now(),)).rowcount
+            return db.execute("UPDATE videos SET state = 'pending', error = ?, updated_at = ? WHERE state = 'running'",
+                              (reason, _now())).rowcount
 
     def record_done(self, videos: dict[str, str], fingerprint: str, shard: str) -> None:
         """Register many videos ({video_id: source_uri}) straight as done in `shard`, in one transaction.
 
-        For writers that produce clips without a claim step (`clutch synth`, imports).
+        For writers that produce clips without a claim step (`clutch synth`, imports). The shard's
+        facts (size, checksum, clips per video) are read back from DATASET/shards/`shard`.
         """
+        from storage.integrity import shard_facts
+        from storage.writer import SHARDS_DIR
+
+        facts = shard_facts(self.path.parent / SHARDS_DIR / shard)
         now = _now()
         with self._tx() as db:
             bad = db.execute(f"SELECT video_id, fingerprint FROM videos WHERE fingerprint != ? AND video_id IN "
@@ -252,6 +328,9 @@ class Ledger:
                 "ON CONFLICT(video_id) DO UPDATE SET state = 'done', shard = excluded.shard, error = NULL, "
                 "source_uri = excluded.source_uri, updated_at = excluded.updated_at, finished_at = excluded.finished_at",
                 [(v, uri, shard, fingerprint, _worker(), now, now, now, now) for v, uri in videos.items()])
+            self._put_shard(db, facts, now)
+            db.executemany("UPDATE videos SET num_clips = ?, clips_sha256 = ? WHERE video_id = ?",
+                           [(c.num_clips, c.clips_sha256, v) for v, c in facts.videos.items() if v in videos])
 
     def get(self, video_id: str) -> VideoRecord | None:
         rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ?", (video_id,))
@@ -307,4 +386,4 @@ def ledger_arrow_schema():
     """Arrow schema of the ledger snapshot (also used when a dataset has no ledger yet)."""
     import pyarrow as pa
 
-    return pa.schema([(c, pa.int64() if c == "attempts" else pa.string()) for c in _COLUMNS])
+    return pa.schema([(c, pa.int64() if c in ("attempts", "num_clips") else pa.string()) for c in _COLUMNS])

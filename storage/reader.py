@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.integrity import open_parquet, read_verified, repair_hint
 from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, SPLITS, column_to_numpy, table_to_rows
 from storage.writer import list_shards
 
@@ -44,10 +45,10 @@ def _stamp(p: Path) -> tuple[int, int]:
 
 
 def _index_shard(path: Path) -> _Shard:
-    f = pq.ParquetFile(path)
-    if f.schema_arrow.names != CLIP_SCHEMA.names:
-        raise ValueError(f"{path}: columns {f.schema_arrow.names} differ from storage.schema.CLIP_SCHEMA")
-    t = f.read(columns=_INDEX_COLUMNS, use_threads=False)
+    """Raises storage.integrity.DamagedFileError (naming the shard and the repair) for a damaged shard."""
+    fix = repair_hint(path.parent.parent)
+    f = open_parquet(path, fix, columns=CLIP_SCHEMA.names)
+    t = read_verified(f, path, fix, columns=_INDEX_COLUMNS)
     sizes = [f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)]
     rg = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
     starts = np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
@@ -135,8 +136,8 @@ class ClipReader:
             s, positions = self._shards[p], by_shard[p]
             rows = np.array([locs[pos][1] for pos in positions])
             groups = np.unique(s.row_group[rows])
-            f = pq.ParquetFile(p, metadata=s.metadata)
-            t = f.read_row_groups(groups.tolist(), columns=cols, use_threads=False)
+            f = pq.ParquetFile(p, metadata=s.metadata, page_checksum_verification=True)
+            t = read_verified(f, p, repair_hint(self.dataset_dir), columns=cols, row_groups=groups.tolist())
             sizes = np.array([s.metadata.row_group(int(g)).num_rows for g in groups])
             first = dict(zip(groups.tolist(), np.cumsum(sizes) - sizes))  # row group -> its first row in t
             return t.take([int(first[int(s.row_group[i])] + s.row_in_group[i]) for i in rows])

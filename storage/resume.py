@@ -1,12 +1,14 @@
-"""What a build still has to do on a dataset folder, and repairing a killed build's leftovers.
+"""What a build still has to do on a dataset folder, and repairing what a stopped build or a damaged disk left.
 
 Invariant kept by build-3dhiw: a video is `done` exactly when all its clips are in the
-one shard the ledger names for it (or it has no clip and no shard). A batch writes its
-shard first and marks its videos done after, so a build killed in between leaves a shard
-whose videos are not (all) done. `reconcile_shards` runs at the start of every build,
-while the dataset lock is held, and adopts such a shard (its clips are complete: a shard
-is written atomically after every video of the batch was annotated) or deletes a stale
-copy, so a rerun never duplicates nor loses a clip.
+one shard the ledger names for it (or it has no clip and no shard), and the ledger holds
+that shard's size, checksum and clip ids. A batch writes its shard first and marks its
+videos done after, so a build killed in between leaves a shard whose videos are not done.
+`reconcile_shards` runs at the start of every build, while the dataset lock is held: it
+runs storage.verify's cheap checks, adopts such a shard (its clips are complete: a shard is
+written atomically after every video of the batch was annotated), deletes a stale copy, and
+moves a damaged shard aside with its videos set back to pending; a missing shard's videos
+go back to pending too. A rerun therefore never duplicates nor loses a clip.
 """
 from __future__ import annotations
 
@@ -20,15 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pyarrow.parquet as pq
-
-from storage.ledger import FingerprintMismatch, Ledger
-from storage.writer import list_shards
+from storage.ledger import LEDGER_FILE, FingerprintMismatch, Ledger
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".build.lock"
 SETTINGS_META = "settings"
+INTERRUPTED = ("interrupted: the build working on it stopped (killed, or an error) before it was done; "
+               "the next build does it again")
 
 
 class DatasetBusy(RuntimeError):
@@ -57,6 +58,25 @@ def dataset_lock(dataset_dir: str | os.PathLike) -> Iterator[Path]:
         yield d
     finally:
         fh.close()
+
+
+def release_stale_running(dataset_dir: str | os.PathLike) -> int:
+    """`running` videos back to pending with a reason, when no live build holds the dataset.
+
+    A video is running only while a process holds the lock; a killed or failed build's
+    leftovers are not. Returns how many were released (0 while a build runs).
+    """
+    d = Path(dataset_dir)
+    if not (d / LEDGER_FILE).exists():
+        return 0
+    ledger = Ledger(d)
+    if not ledger.counts()["running"]:
+        return 0
+    try:
+        with dataset_lock(d):
+            return ledger.requeue_running(INTERRUPTED)
+    except (DatasetBusy, PermissionError):  # a live build; or a read-only copy we cannot lock
+        return 0
 
 
 def check_settings(ledger: Ledger, fingerprint: str, settings: dict) -> None:
@@ -103,7 +123,7 @@ def plan_batches(ledger: Ledger, video_ids: Sequence[str], batch_size: int, *,
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ledger.requeue_running()
+    ledger.requeue_running(INTERRUPTED)
     todo, skipped = [], {}
     for vid in video_ids:
         rec = ledger.get(vid)
@@ -119,33 +139,19 @@ def plan_batches(ledger: Ledger, video_ids: Sequence[str], batch_size: int, *,
 
 
 def reconcile_shards(ledger: Ledger, dataset_dir: str | os.PathLike) -> dict[str, list[str]]:
-    """Make shards and ledger agree after a killed build; returns {'adopted': [...], 'deleted': [...]}.
+    """Make shards and ledger agree before a build (storage.verify's cheap checks, then repair).
 
-    - a shard whose videos are not done (killed between shard write and marking): its
-      videos are marked done with it (adopted);
-    - a shard whose videos are all done in other shards: a stale copy, deleted.
+    Returns {'adopted': [...], 'deleted': [...]} (shard names), plus 'moved_aside' (damaged
+    shards now in shards/.damaged/) and 'requeued' (their videos, and those of missing
+    shards, back to pending) when there was damage.
     """
-    done = {r.video_id: r.shard for r in ledger.by_state("done")}
-    adopted, deleted = [], []
-    for shard in list_shards(dataset_dir):
-        vids = set(pq.read_table(shard, columns=["video_id"]).column("video_id").to_pylist())
-        here = {v for v in vids if done.get(v) == shard.name}
-        elsewhere = {v for v in vids if v in done and done[v] != shard.name}
-        if elsewhere and not here:
-            log.warning("deleting %s: its videos are already done in other shards", shard)
-            shard.unlink()
-            deleted.append(shard.name)
-        elif elsewhere:
-            raise RuntimeError(f"{shard}: videos {sorted(elsewhere)} are done in other shards as well; "
-                               "the dataset is inconsistent (was it written by two builds at once?)")
-        elif vids - here:
-            for v in sorted(vids - here):
-                if ledger.get(v) is None:
-                    raise RuntimeError(f"{shard}: holds clips of video {v} that the ledger does not know")
-                ledger.mark_done(v, shard.name)
-            log.info("adopted %s (written by a build that stopped before marking it)", shard.name)
-            adopted.append(shard.name)
-    return {"adopted": adopted, "deleted": deleted}
+    from storage.verify import check, repair
+
+    report = check(ledger, dataset_dir)
+    for f in report.findings:
+        log.warning("%s %s: %s", f.problem, f.file, f.detail)
+    out = repair(ledger, dataset_dir, report)
+    return {k: v for k, v in out.items() if v or k in ("adopted", "deleted")}
 
 
 def count_clips(dataset_dir: str | os.PathLike) -> int:

@@ -19,14 +19,11 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
+from layout import FPS, FRAME_DIM, HAND_DIM, MAX_FRAMES, NUM_JOINTS  # noqa: F401 (re-exported for readers)
+
 SCHEMA_VERSION = "1"
 SCHEMA_VERSION_KEY = b"clutch.schema_version"
 
-FPS = 15.0
-MAX_FRAMES = 144
-HAND_DIM = 99
-FRAME_DIM = 2 * HAND_DIM  # 198
-NUM_JOINTS = 21
 SPLITS = ("train", "val", "test")
 POSE_CONVENTIONS = ("mano", "skeleton-ik")
 

@@ -15,12 +15,16 @@ Layout choices (measured in BENCHMARKS.md, "Storage"):
   amplification of a random clip fetch small.
 - zstd everywhere; dictionary encoding only for the string columns; statistics only
   for the scalar columns (min/max of float lists are useless and bloat the footer).
+- Every data page carries a CRC32 (Parquet page checksums), verified by the project's
+  readers (storage.integrity), so flipped bytes are an error, never silently wrong data.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -47,6 +51,40 @@ _SCALAR_COLUMNS = ["clip_id", "video_id", "source_uri", "start_s", "end_s", "fps
                    "pose_convention", "created_at", "fingerprint", "reader"]
 _DICT_COLUMNS = ["video_id", "source_uri", "split", "pose_convention", "fingerprint", "reader",
                  "captions.list.element.source", "tracker.name", "tracker.version"]
+
+
+class NoSpaceLeft(OSError):
+    """ENOSPC while writing a file: says which file and how much space it needed."""
+
+    def __init__(self, path: str | os.PathLike, needed_bytes: int):
+        self.path, self.needed_bytes = Path(path), int(needed_bytes)
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = None
+        self.message = (f"no space left on device while writing {self.path}: it needs up to "
+                        f"{_mb(needed_bytes)} (the batch's uncompressed size; the file is smaller)"
+                        + (f", {_mb(free)} free" if free is not None else "")
+                        + "; free space and rerun the same command: it resumes")
+        super().__init__(errno.ENOSPC, self.message, str(self.path))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"NoSpaceLeft({self.message!r})"
+
+    def __reduce__(self):
+        return NoSpaceLeft, (self.path, self.needed_bytes)
+
+
+def is_enospc(e: BaseException) -> bool:
+    """ENOSPC, also when a library re-raised it as a plain IOError with the text only."""
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def shard_path(dataset_dir: str | os.PathLike, key: str) -> Path:
@@ -89,6 +127,11 @@ def write_shard(
     try:
         _write_parquet(tmp, table, row_group_bytes, byte_stream_split, compression_level)
         os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_enospc(e) and not isinstance(e, NoSpaceLeft):
+            raise NoSpaceLeft(final, table.nbytes) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -114,6 +157,7 @@ def _write_parquet(path: Path, table: pa.Table, row_group_bytes: int, bss: bool,
             write_statistics=_SCALAR_COLUMNS,
             use_byte_stream_split=leaves if bss else False,
             store_schema=True,
+            write_page_checksum=True,
         ) as w:
             w.write_table(table, row_group_size=rows_per_group(table, row_group_bytes))
         fh.flush()

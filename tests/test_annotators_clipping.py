@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from annotators import clipping, discovery
+from clutch_core import video
 from annotators.errors import BadVideoError
 from annotators.pipeline import AnnotateConfig, annotate_video
 from bad_inputs import EXPECTED, make_bad_inputs, write_video
@@ -17,14 +18,14 @@ def bad_inputs(tmp_path_factory):
 
 def test_resample_constant_30fps_takes_every_other_frame():
     ts = np.arange(121) / 30.0
-    idx = clipping.resample_indices(ts, 15.0)
+    idx = video.resample_indices(ts, 15.0)
     assert len(idx) == 60  # 4.033 s of video -> 60 frames at 15 fps
     assert np.array_equal(idx, np.arange(0, 120, 2))
 
 
 def test_resample_variable_frame_rate_follows_timestamps():
     ts = np.array([i / 10 for i in range(10)] + [1 + i / 30 for i in range(30)])  # 10 fps then 30 fps
-    idx = clipping.resample_indices(ts, 15.0)
+    idx = video.resample_indices(ts, 15.0)
     assert len(idx) == 30
     shown = ts[idx]
     want = np.arange(30) / 15.0
@@ -39,7 +40,7 @@ def test_split_windows_respects_max_and_covers_span():
 
 
 def test_plan_clips_from_spans_and_from_narrations():
-    pol = clipping.ClipPolicy(min_s=1.0, max_frames=144, merge_gap_frames=3)
+    pol = AnnotateConfig(min_s=1.0, max_frames=144, merge_gap_frames=3)
     present = np.zeros(400, bool)
     present[0:10] = True  # too short (< 15 frames)
     present[50:60] = present[62:80] = True  # joined across a 2-frame gap
@@ -55,9 +56,9 @@ def test_plan_clips_from_spans_and_from_narrations():
 
 
 def test_decode_size_never_upscales_and_is_even():
-    assert clipping.decode_size(1920, 1080) == (854, 480)
-    assert clipping.decode_size(320, 240) == (320, 240)
-    w, h = clipping.decode_size(8000, 1000)
+    assert video.decode_size(1920, 1080) == (854, 480)
+    assert video.decode_size(320, 240) == (320, 240)
+    w, h = video.decode_size(8000, 1000)
     assert w <= 960 and w % 2 == 0 and h % 2 == 0
 
 
@@ -75,7 +76,7 @@ def test_bad_inputs_raise_bad_video_error_naming_file(bad_inputs):
     msgs = {}
     for case in ("empty", "image", "tiny", "huge", "unknown_codec"):
         with pytest.raises(BadVideoError) as e:
-            clipping.probe(bad_inputs[case])
+            video.probe(bad_inputs[case])
         msgs[case] = e.value.reason
     assert "empty" in msgs["empty"] and "still image" in msgs["image"]
     assert "too small" in msgs["tiny"] and "too large" in msgs["huge"] and "codec" in msgs["unknown_codec"]
@@ -90,10 +91,10 @@ def test_vfr_video_comes_out_at_15fps(bad_inputs):
 
 def test_decord_and_pyav_agree(tmp_path):
     p = write_video(tmp_path / "v.mp4", 160, 120, [i / 30 for i in range(20)])
-    info = clipping.probe(p)
-    size = clipping.decode_size(info.width, info.height)
-    a = clipping.open_reader(info, size, "decord")
-    b = clipping.open_reader(info, size, "pyav")
+    info = video.probe(p)
+    size = video.decode_size(info.width, info.height)
+    a = video.open_reader(info, size, "decord")
+    b = video.open_reader(info, size, "pyav")
     assert (a.name, b.name) == ("decord", "pyav")
     np.testing.assert_allclose(a.timestamps, b.timestamps, atol=1e-3)
     fa = dict(a.iter_frames([0, 5, 19]))
@@ -103,23 +104,46 @@ def test_decord_and_pyav_agree(tmp_path):
         assert np.abs(fa[i].astype(int) - fb[i].astype(int)).mean() < 3  # same frame, colour conversion aside
 
 
-def test_pyav_fallback_when_decord_cannot_open(tmp_path, monkeypatch):
+def test_pyav_fallback_when_decord_cannot_open(tmp_path, monkeypatch, caplog):
     p = write_video(tmp_path / "v.mp4", 160, 120, [i / 30 for i in range(20)])
 
-    def refuse(*a, **k):
-        raise RuntimeError("decord cannot open this")
+    from decord._ffi.base import DECORDError
 
-    monkeypatch.setattr(clipping.DecordReader, "__init__", refuse)
-    r = annotate_video(p, "v", AnnotateConfig())
+    def refuse(*a, **k):
+        raise DECORDError("decord cannot open this")
+
+    monkeypatch.setattr(video.DecordReader, "__init__", refuse)
+    with caplog.at_level("INFO", logger="clutch_core.video"):
+        r = annotate_video(p, "v", AnnotateConfig())
     assert r.reader == "pyav" and r.num_frames == 10
+    assert "decord cannot open this" in caplog.text  # the reason of the fallback is logged
+
+
+def test_errors_other_than_the_decoders_are_not_bad_input(tmp_path, monkeypatch):
+    """MemoryError or an I/O error while decoding propagates as itself (transient), not BadVideoError."""
+    p = write_video(tmp_path / "v.mp4", 160, 120, [i / 30 for i in range(20)])
+    for exc in (MemoryError("out of memory"), OSError(5, "Input/output error")):
+        def fail(self, indices, exc=exc):
+            raise exc
+            yield
+
+        with monkeypatch.context() as m:
+            m.setattr(video.DecordReader, "iter_frames", fail)
+            with pytest.raises(type(exc)):
+                annotate_video(p, "v", AnnotateConfig())
+    assert not video.is_bad_data(MemoryError()) and not video.is_bad_data(OSError())
+    import av
+    from decord._ffi.base import DECORDError
+
+    assert video.is_bad_data(DECORDError("x")) and video.is_bad_data(av.error.InvalidDataError(1, "x"))
 
 
 def test_iter_resampled_yields_bounded_chunks(tmp_path):
     p = write_video(tmp_path / "v.mp4", 64, 48, [i / 30 for i in range(90)])
-    info = clipping.probe(p)
-    rd = clipping.open_reader(info, (64, 48))
-    idx = clipping.resample_indices(rd.timestamps, 15.0)
-    chunks = list(clipping.iter_resampled(rd, idx, 15))
+    info = video.probe(p)
+    rd = video.open_reader(info, (64, 48))
+    idx = video.resample_indices(rd.timestamps, 15.0)
+    chunks = list(video.iter_resampled(rd, idx, 15))
     assert [k for k, _ in chunks] == [0, 15, 30] and all(f.shape == (15, 48, 64, 3) for _, f in chunks)
 
 

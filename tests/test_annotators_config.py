@@ -9,15 +9,15 @@ from annotators.pipeline import AnnotateConfig
 
 # a changed value for every field (the defaults are the baseline)
 CHANGED = {
-    "fps": 10.0, "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav",
+    "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav",
     "decode_short_side": 360, "decode_max_long_side": 640, "min_side": 64, "max_side": 4096,
-    "tracker_repo": "owner/repo", "tracker_entrypoint": "other", "tracker_source": "github",
+    "tracker_repo": "owner/repo", "tracker": "other", "tracker_source": "github",
     "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "max_gap": 3, "smooth_window": 9,
     "smooth_polyorder": 3, "mano_dir": "/mano", "mano_iterations": 3, "captioners": ("kinematic",),
-    "vlm_model": "some/vlm", "vlm_frames": 8, "vlm_max_new_tokens": 64, "vlm_batch_size": 16,
+    "vlm": "some/vlm", "vlm_frames": 8, "vlm_max_new_tokens": 64, "vlm_batch_size": 16,
     "min_presence": 0.5, "max_jitter": 30.0, "max_bone_cv": 0.2,
 }
-GATED = {"mano_iterations": "mano_dir", "vlm_frames": "vlm_model", "vlm_max_new_tokens": "vlm_model"}
+GATED = {"mano_iterations": "mano_dir", "vlm_frames": "vlm", "vlm_max_new_tokens": "vlm"}
 SPEED_ONLY = {"vlm_batch_size"}
 
 
@@ -53,3 +53,23 @@ def test_speed_settings_do_not_make_another_dataset(tmp_path):
     check_settings(ledger, *settings(vlm_batch_size=8, vlm_frames=2))  # no VLM, no MANO: same dataset
     with pytest.raises(SettingsMismatch, match=r"\(max_jitter: 60.0 -> 10\)"):  # names only what matters
         check_settings(ledger, *settings(max_jitter=10, vlm_batch_size=1))
+
+
+def test_settings_the_layout_fixes_are_refused_naming_them(tmp_path):
+    from flows.config import BuildConfig
+
+    with pytest.raises(ValueError, match=r"'fps'.*fixed at 15 fps"):
+        BuildConfig(videos=["v.mp4"], out=str(tmp_path), annotate={"fps": 10}).annotate_config()
+    with pytest.raises(ValueError, match="max_frames must be in 1..144"):
+        BuildConfig(videos=["v.mp4"], out=str(tmp_path), annotate={"max_frames": 200}).annotate_config()
+    with pytest.raises(ValueError, match="given twice"):
+        BuildConfig(videos=["v.mp4"], out=str(tmp_path), tracker="a", annotate={"tracker": "b"}).annotate_config()
+
+
+def test_build_options_reach_the_annotators_by_the_same_name(tmp_path):
+    from flows.config import ANNOTATOR_FIELDS, BuildConfig
+
+    given = {"tracker": "hamer", "tracker_repo": "/repo", "vlm": "some/vlm"}
+    acfg = BuildConfig(videos=["v.mp4"], out=str(tmp_path), **given).annotate_config()
+    assert all(getattr(acfg, k) == v for k, v in given.items())
+    assert set(ANNOTATOR_FIELDS) <= {f.name for f in dataclasses.fields(AnnotateConfig)}

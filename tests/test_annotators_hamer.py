@@ -172,21 +172,23 @@ def test_wrong_or_missing_keys_are_refused(files, tmp_path):
 
 
 def test_lightning_checkpoint_with_pickled_config_loads(files, tmp_path):
-    fake = types.ModuleType("fake_yacs_config")  # stands for yacs, which is not installed here
+    fake = types.ModuleType("yacs.config")  # stands for yacs, which is not installed here
 
     class CfgNode(dict):
         pass
 
-    CfgNode.__module__, CfgNode.__qualname__ = "fake_yacs_config", "CfgNode"
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
     fake.CfgNode = CfgNode
-    sys.modules["fake_yacs_config"] = fake
+    parent = types.ModuleType("yacs")
+    parent.config = fake
+    sys.modules.update({"yacs": parent, "yacs.config": fake})
     try:
         sd = dict(files["net"].state_dict(), **{"mano.shapedirs": torch.zeros(2), "discriminator.w": torch.ones(1)})
         obj = {"state_dict": sd, "hyper_parameters": {"cfg": CfgNode(MODEL={"IMAGE_SIZE": 256})}}
         (tmp_path / "checkpoints").mkdir()
         torch.save(obj, tmp_path / "checkpoints" / "hamer.ckpt")
     finally:
-        del sys.modules["fake_yacs_config"]
+        del sys.modules["yacs.config"], sys.modules["yacs"]
     got = hamer_net.read_state_dict(tmp_path / "checkpoints" / "hamer.ckpt")
     net = HamerNet(HamerConfig(**TINY))
     hamer_net.load_weights(net, got, "x")
@@ -211,14 +213,35 @@ def test_build_settings_run_the_pipeline_with_hamer(files, shared_data, tmp_path
     import json
 
     from annotators.pipeline import annotate_video
-    from clutch_cli.build import _parse_settings
+    from clutch_cli.options import _key_values
     from flows.config import BuildConfig
 
     kw = {"checkpoint": str(files["ckpt"]), "mano_dir": str(files["mano"]), "device": "cpu"}
     cfg = BuildConfig(videos=("v.mp4",), out=str(tmp_path), tracker="hamer",
-                      annotate=_parse_settings([f"tracker_kwargs={json.dumps(kw)}"])).annotate_config()
-    assert cfg.tracker_entrypoint == "hamer" and cfg.tracker_kwargs == kw
+                      annotate=_key_values("annotate", [f"tracker_kwargs={json.dumps(kw)}"])).annotate_config()
+    assert cfg.tracker == "hamer" and cfg.tracker_kwargs == kw
     res = annotate_video(shared_data / "videos" / "ego_kitchen_4s.mp4", "v", cfg)
     assert res.rows and res.frames_tracked > 0
     assert {r["tracker"]["name"] for r in res.rows} == {"hamer"}
     assert all(r["tracker"]["version"].startswith("hamer-vit2x64-") for r in res.rows)
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoint_pickling_other_code_is_refused_without_running_it(files, tmp_path):
+    marker = tmp_path / "ran"
+    sd = files["net"].state_dict()
+    torch.save({"state_dict": sd, "hyper_parameters": {"cfg": _RunsCode(marker)}}, tmp_path / "hamer.ckpt")
+    with pytest.raises(ValueError, match=r"hamer.ckpt: refused: it pickles posix.system"):
+        hamer_net.read_state_dict(tmp_path / "hamer.ckpt")
+    assert not marker.exists(), "the checkpoint's pickled code ran"

@@ -13,7 +13,7 @@ def result(shared_data, tmp_path_factory):
     """The default chain plus a tiny random VLM (exercises keyframe decoding and the vlm captioner)."""
     path = shared_data / "videos" / "ego_kitchen_4s.mp4"
     vlm = build_tiny_vlm(tmp_path_factory.mktemp("vlm") / "tiny")
-    cfg = AnnotateConfig(vlm_model=str(vlm), vlm_frames=2, vlm_max_new_tokens=4)
+    cfg = AnnotateConfig(vlm=str(vlm), vlm_frames=2, vlm_max_new_tokens=4)
     return path, annotate_video(path, video_id(path), cfg)
 
 

@@ -39,7 +39,7 @@ def test_numbers_match_reference_packages():
     """Our wrappers give exactly what the packages give on the same (documented) tokenization."""
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
     from pycocoevalcap.cider.cider import Cider
-    from rouge_score import rouge_scorer
+    from pycocoevalcap.rouge.rouge import Rouge
 
     ours = fast(REFS, PARTIAL)
     toks_r = [[r[0].lower().split()] for r in REFS]  # these captions have no punctuation
@@ -47,8 +47,7 @@ def test_numbers_match_reference_packages():
     sm = SmoothingFunction().method1
     assert ours["bleu_4"] == pytest.approx(corpus_bleu(toks_r, toks_h, smoothing_function=sm))
     assert ours["bleu_1"] == pytest.approx(corpus_bleu(toks_r, toks_h, weights=(1.0,), smoothing_function=sm))
-    sc = rouge_scorer.RougeScorer(["rougeL"])
-    ref_rouge = sum(sc.score(r[0], h)["rougeL"].fmeasure for r, h in zip(REFS, PARTIAL)) / len(REFS)
+    ref_rouge, _ = Rouge().compute_score({i: [r[0]] for i, r in enumerate(REFS)}, {i: [h] for i, h in enumerate(PARTIAL)})
     assert ours["rouge_l"] == pytest.approx(ref_rouge)
     ref_cider, _ = Cider().compute_score({i: [r[0]] for i, r in enumerate(REFS)}, {i: [h] for i, h in enumerate(PARTIAL)})
     assert ours["cider"] == pytest.approx(ref_cider)
@@ -62,6 +61,26 @@ def test_tokenization_and_multi_reference():
     assert one["rouge_l"] < 1.0
 
 
+def test_rouge_l_is_the_captioning_literatures_beta_1_2():
+    """LCS 3 of hypothesis 4 / reference 3 words: P = 0.75, R = 1. F1 would be 0.857."""
+    beta2 = 1.2 ** 2
+    expected = (1 + beta2) * 0.75 * 1.0 / (1.0 + beta2 * 0.75)
+    assert fast([["the hand waves"]], ["the hand waves slowly"])["rouge_l"] == pytest.approx(expected)
+    assert abs(expected - 2 * 0.75 / 1.75) > 0.02
+
+
+def test_bertscore_names_say_which_model(tmp_path):
+    default = C.bertscore_setup(C.CaptionConfig())
+    assert default.key == "bertscore_f1_minilm" and default.baseline is None and default.layers == 6
+    lit = C.bertscore_setup(C.CaptionConfig(bert_model=str(tmp_path / "roberta-large")))
+    assert lit.key == "bertscore_f1" and lit.layers == 17 and lit.baseline and lit.baseline.endswith("roberta-large.tsv")
+    other = C.bertscore_setup(C.CaptionConfig(bert_model=str(tmp_path / "roberta-large"), bert_layers=12))
+    assert other.key == "bertscore_f1_roberta_large" and other.baseline is None  # not the literature's layer
+    with pytest.raises(ValueError, match="default layer"):
+        C.bertscore_setup(C.CaptionConfig(bert_model=str(tmp_path / "my-encoder")))
+    assert C.bertscore_setup(C.CaptionConfig(bert_model=str(tmp_path / "my-encoder"), bert_layers=4)).key == "bertscore_f1_my_encoder"
+
+
 @pytest.mark.slow
 def test_bertscore_offline_minilm_and_cli(tmp_path, capsys):
     import bert_score
@@ -71,14 +90,14 @@ def test_bertscore_offline_minilm_and_cli(tmp_path, capsys):
     hyps.write_text("\n".join(PARTIAL) + "\n")
     assert main(["eval", "captions", "--refs", str(refs), "--hyps", str(hyps), "--out", str(tmp_path / "m.json")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"bleu_1", "bleu_4", "rouge_l", "cider", "bertscore_f1"}
+    assert set(out) == {"bleu_1", "bleu_4", "rouge_l", "cider", "bertscore_f1_minilm"}
     assert json.loads((tmp_path / "m.json").read_text()) == out
     _, _, f1 = bert_score.score(PARTIAL, [[r[0], f"another reference of clip {i}"] for i, r in enumerate(REFS)],
                                 model_type=C.default_bert_model(), num_layers=C.BERTSCORE_LAYERS,
                                 rescale_with_baseline=False)
-    assert out["bertscore_f1"] == pytest.approx(float(f1.mean()), abs=1e-5)
+    assert out["bertscore_f1_minilm"] == pytest.approx(float(f1.mean()), abs=1e-5)
     same = C.bertscore_f1(REFS, SAME)
-    assert same == pytest.approx(1.0, abs=1e-4) and same > out["bertscore_f1"]
+    assert same == pytest.approx(1.0, abs=1e-4) and same > out["bertscore_f1_minilm"]
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

@@ -91,3 +91,56 @@ def test_reconstruction_masks_absent_hands(rng):
     assert out == {"mpjpe_mm": 0.0, "pa_mpjpe_mm": pytest.approx(0.0, abs=1e-6), "accel_error_mm": 0.0}
     none = M.reconstruction_metrics(pred, gt, np.zeros((6, 2), bool))
     assert all(np.isnan(v) for v in none.values())
+
+
+def _scipy_pa_mpjpe_mm(pred, gt):
+    """Reference PA-MPJPE of one hand-frame [21, 3]: scipy's proper-rotation Kabsch, optimal scale."""
+    p, g = pred - pred.mean(0), gt - gt.mean(0)
+    rot, _ = Rotation.align_vectors(g, p)
+    pr = rot.apply(p)
+    s = (pr * g).sum() / (pr * pr).sum()
+    return float(np.linalg.norm(s * pr - g, axis=-1).mean() * 1000.0)
+
+
+def test_pa_mpjpe_never_aligns_by_a_reflection(rng):
+    """A mirrored hand is not the same hand: Procrustes may rotate and scale, never reflect."""
+    gt = _joints(rng, t=4)
+    pres = np.ones((4, 2), bool)
+    mirrored = gt * [1.0, 1.0, -1.0]  # reflection through the xy plane
+    rot = Rotation.random(random_state=5).as_matrix()
+    pred = 0.9 * mirrored @ rot.T + [0.02, 0.0, 0.1]
+    pa = M.reconstruction_metrics(pred, gt, pres)["pa_mpjpe_mm"]
+    assert pa > 5.0  # an alignment allowed to reflect would bring this to ~0
+    ref = np.mean([_scipy_pa_mpjpe_mm(pred[t, h], gt[t, h]) for t in range(4) for h in range(2)])
+    assert pa == pytest.approx(ref, rel=1e-6)
+    aligned = M.procrustes_align(pred[0, 0], gt[0, 0])
+    # the fitted map is a proper similarity: the aligned points keep the prediction's handedness
+    a, p = aligned - aligned.mean(0), pred[0, 0] - pred[0, 0].mean(0)
+    assert np.linalg.det(np.linalg.lstsq(p, a, rcond=None)[0]) > 0
+
+
+def test_kid_polynomial_mmd_known_values(rng):
+    x = rng.normal(size=(400, 8))
+    same = M.kid(x, x.copy(), subsets=20, rng=np.random.default_rng(1))
+    shifted = M.kid(x, x + 0.5, subsets=20, rng=np.random.default_rng(1))
+    assert abs(same[0]) < 0.1 * shifted[0]  # unbiased: near 0 for one distribution
+    assert shifted[1] <= shifted[0] <= shifted[2] and shifted[1] < shifted[2]  # subsets differ: a real range
+    # unbiased MMD^2 with kernel (x.y/d + 1)^3, written out once more by hand
+    a, b = x[:5], x[5:12] + 1.0
+    k = lambda u, v: ((u @ v.T) / 8 + 1.0) ** 3  # noqa: E731
+    kaa, kbb = k(a, a), k(b, b)
+    want = ((kaa.sum() - np.trace(kaa)) / 20 + (kbb.sum() - np.trace(kbb)) / 42 - 2 * k(a, b).mean())
+    assert M.polynomial_mmd2(a, b) == pytest.approx(want)
+    with pytest.raises(ValueError, match="KID needs"):
+        M.kid(x[:3], x[:3])
+
+
+def test_diversity_pairs_are_distinct_and_without_replacement(rng):
+    for n in (3, 10, 30, 2000):
+        a, b = M.distinct_pairs(n, 300, rng)
+        pairs = set(zip(a.tolist(), b.tolist()))
+        assert len(pairs) == len(a) == min(300, n * (n - 1) // 2)
+        assert all(i < j for i, j in pairs)
+    # 3 points: exactly the 3 pairwise distances, each once
+    pts = np.array([[0.0], [1.0], [3.0]])
+    assert M.diversity(pts, rng) == pytest.approx((1 + 3 + 2) / 3)

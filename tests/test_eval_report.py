@@ -11,7 +11,8 @@ from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, train_evaluat
 from clutch_core.eval.evaluator import words as tokens
 from clutch_core.eval.t2m import evaluate_rows
 
-KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "mm_dist", "diversity")
+KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "kid", "kid_lo", "kid_hi", "mm_dist",
+        "diversity")
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,20 @@ def synth(tmp_path_factory):
     return d
 
 
-def _random_tokenizer(run, dataset):
+def _split_rows(dataset):
+    from storage.reader import ClipReader
+
+    return ClipReader(dataset).read_rows(columns=["clip_id", "split"])
+
+
+def _random_tokenizer(run, dataset, seed=0):
     """A tiny untrained SHIFT saved the way training saves it (weights are random: errors are large)."""
     from clutch_core.hands.motion import MotionStats
     from clutch_core.shift.checkpoint import save_tokenizer
     from clutch_core.shift.model import TokenizerConfig, build_tokenizer
     from storage.reader import ClipReader
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_tokenizer(TokenizerConfig(width=16, depth=1, codes=16, code_dim=8))
     rows = ClipReader(dataset).read_rows(columns=["motion", "presence"])
     stats = MotionStats.fit(torch.from_numpy(np.concatenate([r["motion"] for r in rows])),
@@ -48,7 +55,7 @@ def report(synth, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_report_rows_and_files(report):
+def test_report_rows_and_files(report, synth):
     run, out = report
     m = json.loads((out / "metrics.json").read_text())
     assert set(m) == {"real", "tokenizer_recon"}
@@ -56,6 +63,9 @@ def test_report_rows_and_files(report):
         assert all(isinstance(row[k], float) for k in KEYS)
     real, rec = m["real"], m["tokenizer_recon"]
     assert real["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert abs(real["kid"]) < rec["kid"] and rec["kid_lo"] <= rec["kid"] <= rec["kid_hi"]
+    hashes = {row["evaluator_hash"] for row in m.values()}
+    assert len(hashes) == 1 and f"evaluator: `{hashes.pop()}`" in (out / "report.md").read_text()
     assert real["r_precision_top3"] > 4 * 3 / 32  # chance is 3/32
     assert real["r_precision_top1"] <= real["r_precision_top2"] <= real["r_precision_top3"]
     assert rec["fid"] > 0.01 and rec["mpjpe_mm"] > 0 and rec["pa_mpjpe_mm"] <= rec["mpjpe_mm"]
@@ -66,26 +76,46 @@ def test_report_rows_and_files(report):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
     md = (out / "report.md").read_text()
     assert "| real |" in md and "| tokenizer_recon |" in md and "![Metrics](metrics_table.png)" in md
+    folder = synth / "evaluators" / m["real"]["evaluator_hash"]  # the dataset's, not the run's
     for f in ("evaluator.safetensors", "evaluator.json", "train_log.jsonl", "text_cache.npz"):
-        assert (run / "evaluator" / f).is_file()
+        assert (folder / f).is_file()
+    assert not (run / "evaluator").exists()
+    assert json.loads((folder / "evaluator.json").read_text())["train_clips"] == sum(
+        r["split"] == "train" for r in _split_rows(synth))
 
 
 @pytest.mark.slow
-def test_saved_evaluator_is_reused_and_rows_are_one_function(report, synth, monkeypatch):
-    run, _ = report
-    weights = run / "evaluator" / "evaluator.safetensors"
+def test_two_runs_on_one_dataset_share_one_evaluator(report, synth, tmp_path, capsys):
+    run, out = report
+    h = json.loads((out / "metrics.json").read_text())["real"]["evaluator_hash"]
+    weights = synth / "evaluators" / h / "evaluator.safetensors"
     stamp = weights.stat().st_mtime_ns
-    out2 = run / "report2"
+    run2 = tmp_path / "other_run"
+    _random_tokenizer(run2, synth, seed=1)
+    out2 = tmp_path / "report2"
     # options may come before RUN
     assert main(["eval", "--dataset", str(synth), "--out", str(out2), "--repeats", "2", "--split", "all",
-                 str(run), "--rows", "real"]) == 0
+                 str(run2), "--evaluator-epochs", "12"]) == 0
     assert weights.stat().st_mtime_ns == stamp  # not retrained
-    assert set(json.loads((out2 / "metrics.json").read_text())) == {"real"}
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert set(m2) == {"real", "tokenizer_recon"} and {r["evaluator_hash"] for r in m2.values()} == {h}
+    # the same table may take more rows by the same evaluator, never rows of another
+    assert main(["eval", str(run), "--dataset", str(synth), "--out", str(out2), "--repeats", "2", "--split", "all",
+                 "--rows", "real", "--evaluator-epochs", "12"]) == 0
+    assert set(json.loads((out2 / "metrics.json").read_text())) == {"real", "tokenizer_recon"}
+    assert main(["eval", str(run), "--dataset", str(synth), "--out", str(out2), "--repeats", "2", "--split", "all",
+                 "--rows", "real", "--evaluator-epochs", "13"]) == 2
+    assert "different evaluators" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rows_are_one_function(report, synth, monkeypatch):
+    run, out = report
 
     from storage.reader import ClipReader
 
     clips = ClipReader(synth).read_rows(columns=["clip_id", "num_frames", "motion", "presence", "captions"])
-    ev = Evaluator.load(run / "evaluator")
+    ev = Evaluator.load(synth / "evaluators" / json.loads((out / "metrics.json").read_text())["real"]["evaluator_hash"])
 
     def noisy(ctx):  # a stand-in generator: real motion plus fresh noise at every call
         rng = np.random.default_rng(1)
@@ -144,3 +174,16 @@ def test_eval_cli_user_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "captions", "--help"])
     assert "--refs" in capsys.readouterr().out
+
+
+def test_no_train_split_is_an_error_that_says_what_to_do(tmp_path, capsys):
+    from eval_fixtures import make_rows, write_dataset
+
+    rows = make_rows(40)
+    for r in rows:
+        r["split"] = "test"
+    ds = write_dataset(tmp_path / "ds", rows)
+    assert main(["eval", str(tmp_path / "run"), "--dataset", str(ds), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "no clips in the train split" in err and "--evaluator PATH" in err
+    assert not (ds / "evaluators").exists()

@@ -132,9 +132,9 @@ def test_dask_without_its_extra_is_a_clear_error_and_serve_offers_build_3dhiw_lo
         import prefect_dask  # noqa: F401
     except ImportError:
         with pytest.raises(RuntimeError, match=r"clutch\[dask\]"):
-            make_task_runner(BuildConfig(("v.mp4",), "out", task_runner="dask"))
+            make_task_runner(BuildConfig(videos=["v.mp4"], out="out", task_runner="dask"))
     with pytest.raises(ValueError, match="task_runner"):
-        BuildConfig(("v.mp4",), "out", task_runner="spark")
+        BuildConfig(videos=["v.mp4"], out="out", task_runner="spark")
     (dep,) = load_deployments(["build-3dhiw/local"])
     assert (dep.flow_name, dep.name, dep.entrypoint) == ("build-3dhiw", "local", "flows.build_3dhiw.build_3dhiw")
     with pytest.raises(ValueError, match="served deployments"):

@@ -86,7 +86,7 @@ def start_cli_build(out: Path, videos: list[Path]) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "clutch_core", "build", *map(str, videos), "--out", str(out),
+    cmd = [sys.executable, "-m", "clutch_cli", "build", *map(str, videos), "--out", str(out),
            "--batch-size", "1", "--workers", "1", "--retries", "0", "--no-progress",
            *[a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,13 @@ from clutch_cli import main
 from eval_fixtures import ACTIONS, make_rows, write_dataset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture
+def needs_chromium():
+    from conftest import require
+
+    require(CHROMIUM is not None, "chromium is not installed (apt-get install -y chromium)")
 
 
 def chromium(tmp_path, url, *extra):
@@ -39,9 +45,8 @@ def test_site_files(site):
     assert "http://" not in html and "https://" not in html  # nothing from the network
 
 
-@needs_chromium
 @pytest.mark.slow
-def test_page_renders_cards_in_headless_chromium(site, tmp_path):
+def test_page_renders_cards_in_headless_chromium(needs_chromium, site, tmp_path):
     url = (site / "index.html").resolve().as_uri()
     dom = chromium(tmp_path, url, "--dump-dom").stdout
     assert len(re.findall(r'class="card"', dom)) == 4  # cards exist only after the script ran

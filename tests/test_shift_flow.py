@@ -4,8 +4,7 @@ import json
 import pytest
 import torch
 
-from clutch_cli import CliError, main
-from clutch_cli.train import parse_stages
+from clutch_cli import main
 from shift_fixtures import small_dataset
 
 
@@ -45,9 +44,17 @@ def test_train_clutch_is_a_served_deployment():
 
 
 def test_stages_are_validated_and_ordered():
-    assert parse_stages("tokenize,shift") == ["shift", "tokenize"]
-    with pytest.raises(CliError):
-        parse_stages("shift,lm")
+    from flows.config import TrainClutchConfig
+
+    assert TrainClutchConfig(dataset="d", out="o", stages="tokenize,shift").stages == ["shift", "tokenize"]
+    with pytest.raises(ValueError, match="unknown or no stage"):
+        TrainClutchConfig(dataset="d", out="o", stages=["shift", "lm"])
+
+
+def test_cli_refuses_an_unknown_stage_naming_it(tmp_path, capsys):
+    (tmp_path / "shards").mkdir()
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--stages", "shift,lm"]) == 2
+    assert "'lm'" in capsys.readouterr().err
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from clutch_core.shift.model import SHIFT, VQVAE, TokenizerConfig, Upsample2Conv
+from clutch_core.shift.model import RVQ, SHIFT, VQVAE, TokenizerConfig, Upsample2Conv
 from clutch_core.shift.quantizer import EMAQuantizer
 from clutch_core.shift.train import preset_config, tokenizer_loss
 
@@ -70,7 +70,8 @@ def test_shift_tokens_order_and_shared_hand_networks():
 
 
 def test_decode_of_tokens_reproduces_the_forward_reconstruction():
-    for model in (SHIFT(TokenizerConfig(kind="shift", **CFG)), VQVAE(TokenizerConfig(kind="vqvae", **CFG))):
+    for model in (SHIFT(TokenizerConfig(kind="shift", **CFG)), VQVAE(TokenizerConfig(kind="vqvae", **CFG)),
+                  RVQ(TokenizerConfig(kind="rvq", **CFG))):
         x, p = _batch(seed=1)
         model.train()
         model(x, p)
@@ -109,3 +110,27 @@ def test_bf16_autocast_step_keeps_quantizer_in_float32():
         assert out.recon.dtype == torch.float32 and torch.isfinite(loss)
         assert all(q.codebook.dtype == torch.float32 for q in model.modules() if isinstance(q, EMAQuantizer))
         assert all(p_.grad is not None and torch.isfinite(p_.grad).all() for p_ in model.parameters())
+
+
+def test_rvq_is_the_equal_bits_baseline():
+    """4 tokens per step from 4 codebooks of `codes` entries (SHIFT's bits), each level
+    quantizing what the previous ones left, and gradients reaching the encoder."""
+    model = RVQ(TokenizerConfig(kind="rvq", **CFG))
+    shift = SHIFT(TokenizerConfig(kind="shift", **CFG))
+    assert len(model.streams) == len(shift.streams) == 4 and len(model.codebooks) == 4
+    x, p = _batch(seed=2)
+    model.train()
+    out = model(x, p)
+    out.recon.pow(2).mean().backward()
+    assert model.encoder.net[0].weight.grad.abs().sum() > 0  # straight-through on the summed code
+    model.eval()
+    z = model.encoder(x.transpose(1, 2)).transpose(1, 2)  # [B, S, D]
+    tokens = model(x, p).tokens
+    levels = [model.quantizers[c].lookup(tokens[..., k]) for k, c in enumerate(model.codebooks)]
+    residual = z
+    for k, c in enumerate(model.codebooks):  # level k picks the code nearest to the residual so far
+        assert torch.equal(model.quantizers[c].nearest(residual.reshape(-1, 8)), tokens[..., k].reshape(-1))
+        residual = residual - levels[k]
+    # more levels, closer to the latent
+    errs = [(z - sum(levels[:k + 1])).norm(dim=-1).mean() for k in range(4)]
+    assert errs[-1] < errs[0]

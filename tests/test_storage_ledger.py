@@ -11,12 +11,12 @@ def test_lifecycle_and_counts(tmp_path):
     led = Ledger(tmp_path)
     for v in ("a", "b", "c", "d"):
         assert led.register(v, f"/videos/{v}.mp4", "fp1").state == "pending"
-    assert led.claim("a") and not led.claim("a")  # a running video is not claimed twice
+    led.mark_running("a")
+    assert led.get("a").state == "running"
     led.mark_done("a", "part-0.parquet")
-    assert not led.claim("a")  # nothing is done twice
-    led.claim("b")
+    led.mark_running("b")
     led.mark_failed("b", "decoder crashed")
-    led.claim("c")
+    led.mark_running("c")
     led.mark_quarantined("c", "not a video")
     assert led.counts() == {"pending": 1, "running": 0, "done": 1, "failed": 1, "quarantined": 1}
     a, b = led.get("a"), led.get("b")
@@ -24,9 +24,9 @@ def test_lifecycle_and_counts(tmp_path):
     assert a.started_at <= a.finished_at
     assert (b.state, b.error) == ("failed", "decoder crashed")
     assert [r.video_id for r in led.by_state("failed", "quarantined")] == ["b", "c"]
-    assert led.claim("b") and led.get("b").attempts == 2 and led.get("b").error is None  # failed: retried
-    assert not led.claim("c")  # quarantined: not retried automatically
-    assert led.requeue_running() == 1 and led.get("b").state == "pending"
+    assert led.mark_running("b").attempts == 2 and led.get("b").error is None  # retried
+    assert led.requeue_running("the build stopped") == 1
+    assert (led.get("b").state, led.get("b").error) == ("pending", "the build stopped")
     assert led.get("zzz") is None
     with pytest.raises(KeyError, match="zzz"):
         led.mark_done("zzz", None)
@@ -37,7 +37,7 @@ def test_lifecycle_and_counts(tmp_path):
 def test_state_survives_reopen_and_register_keeps_state(tmp_path):
     Ledger(tmp_path).register("a", "/old/a.mp4", "fp")
     led = Ledger(tmp_path)
-    led.claim("a")
+    led.mark_running("a")
     led.mark_done("a", "part-1.parquet")
     rec = Ledger(tmp_path).register("a", "/renamed/a.mp4", "fp")  # same content, new path
     assert (rec.state, rec.source_uri) == ("done", "/renamed/a.mp4")
@@ -66,36 +66,53 @@ def test_dropped_clips_are_replaced_per_video(tmp_path):
     assert led.dropped_counts() == {"no_hands": 2}
 
 
-def _worker(dataset, wid, n_videos, go, out):
+def _worker(dataset, wid, n_workers, n_videos, go, out):
+    from storage.integrity import ShardFacts, VideoClips
+
     led = Ledger(dataset)
     go.wait()  # all workers start together, so their transactions really interleave
     for i in range(n_videos):  # every worker registers every video: registration is idempotent
         led.register(f"v{i:03d}", f"/videos/{i}.mp4", "fp")
-    mine = []
-    while batch := led.claim_batch(2):
-        for rec in batch:
-            led.mark_done(rec.video_id, f"part-{wid}.parquet")
-            mine.append(rec.video_id)
+    mine = [f"v{i:03d}" for i in range(wid, n_videos, n_workers)]
+    for k in range(0, len(mine), 2):  # batches of two, each marked done in one transaction
+        batch = mine[k:k + 2]
+        led.mark_batch_done(batch, ShardFacts(f"part-{wid}-{k}.parquet", 2, 100, "0" * 64, 1,
+                                              {v: VideoClips(1, v) for v in batch}))
     out.put((wid, mine))
 
 
 @pytest.mark.slow
-def test_concurrent_workers_claim_each_video_once(tmp_path):
+def test_concurrent_workers_mark_batches_done(tmp_path):
     n_workers, n_videos = 4, 80
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), w, n_videos, go, out)) for w in range(n_workers)]
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), w, n_workers, n_videos, go, out))
+             for w in range(n_workers)]
     for p in procs:
         p.start()
     go.set()
-    claimed = dict(out.get(timeout=120) for _ in procs)
+    marked = dict(out.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
-    flat = [v for c in claimed.values() for v in c]
-    assert sorted(flat) == [f"v{i:03d}" for i in range(n_videos)]  # each video claimed exactly once
     led = Ledger(tmp_path)
     assert led.counts()["done"] == n_videos
-    assert all(r.attempts == 1 for r in led.by_state("done"))
-    for w, vids in claimed.items():
-        assert all(led.get(v).shard == f"part-{w}.parquet" for v in vids)
+    assert len(led.shard_records()) == n_videos // 2
+    for w, vids in marked.items():
+        for k, v in enumerate(vids):
+            rec = led.get(v)
+            assert (rec.shard, rec.num_clips, rec.clips_sha256) == (f"part-{w}-{k // 2 * 2}.parquet", 1, v)
+
+
+def test_an_old_ledger_gets_the_new_columns_and_keeps_its_rows(tmp_path):
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    db.executescript("""
+        CREATE TABLE videos (video_id TEXT PRIMARY KEY, source_uri TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER
+            NOT NULL DEFAULT 0, error TEXT, shard TEXT, fingerprint TEXT NOT NULL, worker TEXT, created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
+        INSERT INTO videos VALUES ('a', '/a.mp4', 'done', 1, NULL, 'part-x.parquet', 'fp', NULL, 't', 't', 't', 't');
+    """)
+    db.close()
+    rec = Ledger(tmp_path).get("a")
+    assert (rec.state, rec.shard, rec.num_clips, rec.clips_sha256) == ("done", "part-x.parquet", None, None)
+    assert Ledger(tmp_path).shard_records() == {}

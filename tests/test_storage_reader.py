@@ -114,7 +114,7 @@ def test_status_lists_failures_with_paths_and_reasons(tmp_path, capsys):
     led.register("v1", "/videos/ok.mp4", "fp")
     led.register("v2", "/videos/broken.mp4", "fp")
     led.register("v3", "/videos/empty.mp4", "fp")
-    led.claim("v2")
+    led.mark_running("v2")
     led.mark_failed("v2", "decoder error at frame 12")
     led.mark_quarantined("v3", "no video stream")
     assert main(["status", str(tmp_path)]) == 0

@@ -1,7 +1,7 @@
 """Motion-to-text captioning metrics through the maintained reference packages.
 
-Nothing here re-implements a metric: BLEU comes from nltk, ROUGE-L from rouge-score,
-CIDEr from pycocoevalcap and BERTScore from bert-score. This module only fixes the
+Nothing here re-implements a metric: BLEU comes from nltk, ROUGE-L and CIDEr from
+pycocoevalcap and BERTScore from bert-score. This module only fixes the
 conventions so that numbers are comparable between runs:
 
 - tokenization (BLEU, CIDEr): lowercase, every character that is not a letter, digit,
@@ -10,12 +10,17 @@ conventions so that numbers are comparable between runs:
 - BLEU: `nltk.translate.bleu_score.corpus_bleu`, smoothing method 1 of Chen & Cherry
   (2014): an epsilon of 0.1 replaces zero n-gram match counts. With no matching unigram
   nltk returns 0 whatever the smoothing, so unrelated text scores exactly 0.
-- ROUGE-L: `rouge_score.rouge_scorer` F-measure (its own tokenizer, no stemming),
-  the best reference per hypothesis, averaged over hypotheses.
+- ROUGE-L: `pycocoevalcap.rouge.Rouge` on our tokenization, as the captioning
+  literature computes it: F with beta 1.2 of the best precision and the best recall
+  over the references, averaged over hypotheses.
 - CIDEr: `pycocoevalcap.cider.Cider` (CIDEr-D, n=4, sigma=6). Its IDF comes from the
   references of the evaluated corpus, so a corpus of one caption always scores 0.
-- BERTScore: `bert_score.score` with the offline all-MiniLM-L6-v2 weights as
-  `model_type` (a local folder), `num_layers` layers, no baseline rescaling, F1 mean.
+- BERTScore: `bert_score.score`, F1 mean, best reference per hypothesis. The key says
+  which model: by default the packaged all-MiniLM-L6-v2 (layer 6, no rescaling) ->
+  `bertscore_f1_minilm`, NOT comparable with published numbers. With a local folder of
+  a model bert-score knows (folder named e.g. `roberta-large`): its default layer and,
+  when bert-score ships one, its baseline rescaling -> for roberta-large the literature's
+  `bertscore_f1`, otherwise `bertscore_f1_<model>[_rescaled]`.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ def default_bert_model() -> str:
 class CaptionConfig:
     bleu_smoothing: int = 1  # nltk SmoothingFunction method number
     bert_model: str | None = None  # local folder; None = packaged all-MiniLM-L6-v2
-    bert_layers: int = BERTSCORE_LAYERS
+    bert_layers: int | None = None  # None = bert-score's default for the model (6 for MiniLM)
     bert_batch_size: int = 64
     with_bertscore: bool = True
 
@@ -74,12 +79,13 @@ def bleu(refs: Sequence[Sequence[str]], hyps: Sequence[str], smoothing: int = 1)
 
 
 def rouge_l(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
-    """Mean ROUGE-L F-measure, best reference per hypothesis (rouge-score)."""
-    from rouge_score import rouge_scorer
+    """Mean ROUGE-L (pycocoevalcap, beta 1.2) on our tokenization."""
+    from pycocoevalcap.rouge.rouge import Rouge
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    vals = [scorer.score_multi(list(rs), h)["rougeL"].fmeasure for rs, h in zip(refs, hyps)]
-    return float(sum(vals) / len(vals))
+    gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [" ".join(tokenize(h))] for i, h in enumerate(hyps)}
+    score, _ = Rouge().compute_score(gts, res)
+    return float(score)
 
 
 def cider(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
@@ -92,28 +98,55 @@ def cider(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
     return float(score)
 
 
+@dataclass
+class BertScoreSetup:
+    key: str  # metric name in the output
+    model: str  # local folder
+    layers: int
+    baseline: str | None  # bert-score's rescaling baseline file, None = no rescaling
+
+
+def bertscore_setup(cfg: CaptionConfig) -> BertScoreSetup:
+    """Which model, layer and baseline, and the name the number goes by."""
+    if cfg.bert_model is None:
+        return BertScoreSetup("bertscore_f1_minilm", default_bert_model(), cfg.bert_layers or BERTSCORE_LAYERS, None)
+    import bert_score
+    from bert_score.utils import model2layers
+
+    name = Path(cfg.bert_model).resolve().name
+    layers = cfg.bert_layers or model2layers.get(name)
+    if layers is None:
+        raise ValueError(f"BERTScore model {cfg.bert_model}: bert-score has no default layer for {name!r}; give the layer")
+    base = Path(bert_score.__file__).parent / "rescale_baseline" / "en" / f"{name}.tsv"
+    baseline = str(base) if base.is_file() and layers == model2layers.get(name) else None
+    literature = name == "roberta-large" and baseline is not None
+    own = "bertscore_f1_" + re.sub(r"\W+", "_", name.lower()) + ("_rescaled" if baseline else "")
+    key = "bertscore_f1" if literature else own
+    return BertScoreSetup(key, cfg.bert_model, layers, baseline)
+
+
 def bertscore_f1(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> float:
     """Mean BERTScore F1 (bert-score) with a local encoder; best reference per hypothesis."""
     import bert_score
 
-    cfg = cfg or CaptionConfig()
-    model = cfg.bert_model or default_bert_model()
+    st = bertscore_setup(cfg or CaptionConfig())
     _, _, f1 = bert_score.score(
-        list(hyps), [list(r) for r in refs], model_type=model, num_layers=cfg.bert_layers,
-        rescale_with_baseline=False, batch_size=cfg.bert_batch_size, verbose=False, device="cpu",
+        list(hyps), [list(r) for r in refs], model_type=st.model, num_layers=st.layers, lang="en",
+        rescale_with_baseline=st.baseline is not None, baseline_path=st.baseline,
+        batch_size=(cfg or CaptionConfig()).bert_batch_size, verbose=False, device="cpu",
     )
     return float(f1.mean())
 
 
 def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> dict[str, float]:
-    """All captioning metrics: bleu_1, bleu_4, rouge_l, cider, bertscore_f1 (when enabled)."""
+    """All captioning metrics: bleu_1, bleu_4, rouge_l, cider and BERTScore F1 under its model's name."""
     cfg = cfg or CaptionConfig()
     _check(refs, hyps)
     out = bleu(refs, hyps, cfg.bleu_smoothing)
     out["rouge_l"] = rouge_l(refs, hyps)
     out["cider"] = cider(refs, hyps)
     if cfg.with_bertscore:
-        out["bertscore_f1"] = bertscore_f1(refs, hyps, cfg)
+        out[bertscore_setup(cfg).key] = bertscore_f1(refs, hyps, cfg)
     return out
 
 

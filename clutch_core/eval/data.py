@@ -18,19 +18,19 @@ def load_clips(dataset: Path, split: str | None, columns: list[str] | None = Non
     return ClipReader(dataset).read_rows(split=split, columns=columns or EVAL_COLUMNS)
 
 
-def eval_and_train_clips(dataset: Path, split: str = "test") -> tuple[list[dict], list[dict], str]:
-    """(train clips, evaluation clips, name of the evaluation set).
+def eval_clips(dataset: Path, split: str = "test") -> tuple[list[dict], str]:
+    """(evaluation clips, name of the evaluation set).
 
     The evaluation set must hold at least one R-precision pool (32 clips): when the
     asked split is smaller, val+test and then every clip are used instead, and the
-    name says so (a small corpus is then measured on clips the evaluator saw).
+    name says so (a small corpus is then measured on clips the evaluator saw). The
+    evaluator itself only ever trains on the train split (clutch_core.eval.evaluators).
     """
     rows = load_clips(dataset, None)
     if not rows:
         raise ValueError(f"{dataset}: the dataset has no clips")
-    train = [r for r in rows if r["split"] == "train"] or rows
     if split == "all":
-        return train, rows, "all"
+        return rows, "all"
     chosen = [r for r in rows if r["split"] == split]
     name = split
     if len(chosen) < R_POOL:
@@ -41,4 +41,4 @@ def eval_and_train_clips(dataset: Path, split: str = "test") -> tuple[list[dict]
         log.warning("fewer than %d held-out clips: evaluating on all %d clips (includes training clips)", R_POOL, len(rows))
     if len(chosen) < R_POOL:
         raise ValueError(f"{dataset}: {len(chosen)} clips, R-precision needs at least {R_POOL}")
-    return train, chosen, name
+    return chosen, name

@@ -7,15 +7,17 @@ trained with InfoNCE instead of their margin loss).
   (x4 temporal downsampling) -> GRU over the valid steps -> linear -> unit vector.
 - Text encoder, `minilm` (default): frozen all-MiniLM-L6-v2 sentence embeddings (the
   packaged local model, offline) -> 2-layer projection -> unit vector. Sentence
-  embeddings are cached (memory and RUN/evaluator/text_cache.npz) because the base
+  embeddings are cached (memory and EVALUATOR/text_cache.npz) because the base
   encoder never changes.
 - Text encoder, `glove`: GloVe word vectors (a user-given glove .txt) -> BiGRU ->
   linear -> unit vector. Only the vectors of the training vocabulary are kept and saved
   with the evaluator; unseen words map to a learned UNK vector. (Guo et al. add
   part-of-speech one-hots; we do not.)
 
-Saved as RUN/evaluator/evaluator.safetensors + evaluator.json (config, vocabulary) +
-train_log.jsonl (one line per epoch).
+Saved as EVALUATOR/evaluator.safetensors + evaluator.json (config, vocabulary, hash,
+training set) + train_log.jsonl (one line per epoch); EVALUATOR is normally
+DATASET/evaluators/<hash>/ (see clutch_core.eval.evaluators: one per dataset, shared by
+every run).
 """
 from __future__ import annotations
 
@@ -233,6 +235,8 @@ class Evaluator(nn.Module):
                  vectors: np.ndarray | None = None, cache_path: Path | None = None):
         super().__init__()
         self.cfg = cfg
+        self.hash: str | None = None  # set when loaded (clutch_core.eval.evaluators)
+        self.folder: Path | None = None
         self.motion = MotionEncoder(cfg.hidden, cfg.dim)
         self.vocab = vocab
         if cfg.text_encoder == "minilm":
@@ -273,14 +277,16 @@ class Evaluator(nn.Module):
 
     # -------------------------------------------------------------- persistence
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, extra: dict | None = None) -> None:
+        """Weights, config and vocabulary; `extra` (e.g. the hash and training set) goes into evaluator.json."""
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
         meta = {"config": dataclasses.asdict(self.cfg), "vocab": self.vocab,
-                "text_in_dim": self.text.proj[0].in_features if self.cfg.text_encoder == "minilm" else None}
+                "text_in_dim": self.text.proj[0].in_features if self.cfg.text_encoder == "minilm" else None,
+                **(extra or {})}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
         if self.cfg.text_encoder == "minilm":
             self.sentences.path = folder / CACHE_FILE
@@ -301,6 +307,9 @@ class Evaluator(nn.Module):
         ev = cls(cfg, text_in_dim=meta.get("text_in_dim") or 384, vocab=meta.get("vocab"), vectors=vectors,
                  cache_path=folder / CACHE_FILE)
         ev.load_state_dict(state)
+        # identity: the hash it was saved under, else a digest of its weights
+        ev.hash = meta.get("hash") or hashlib.sha1((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+        ev.folder = folder
         return ev.eval()
 
 
@@ -317,7 +326,8 @@ def info_nce(t: torch.Tensor, m: torch.Tensor, texts: Sequence[str], temperature
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def train_evaluator(clips: Sequence[dict], cfg: EvaluatorConfig, out: Path | None = None, progress: bool = True) -> Evaluator:
+def train_evaluator(clips: Sequence[dict], cfg: EvaluatorConfig, out: Path | None = None, progress: bool = True,
+                    extra: dict | None = None) -> Evaluator:
     """Train on clip rows (motion, presence, captions); save to `out` when given.
 
     Each epoch pairs every clip with one of its captions drawn at random.
@@ -365,7 +375,7 @@ def train_evaluator(clips: Sequence[dict], cfg: EvaluatorConfig, out: Path | Non
         logs.append({"epoch": epoch + 1, "loss": tot / steps, "lr": sched.get_last_lr()[0]})
     ev.eval()
     if out is not None:
-        ev.save(out)
+        ev.save(out, extra)
         with (out / LOG_FILE).open("w") as f:
             f.writelines(json.dumps(x) + "\n" for x in logs)
         log.info("evaluator saved to %s (final loss %.3f)", out, logs[-1]["loss"])

@@ -9,7 +9,7 @@ import numpy as np
 
 TABLE_COLUMNS = [
     ("r_precision_top1", "R@1"), ("r_precision_top2", "R@2"), ("r_precision_top3", "R@3"),
-    ("fid", "FID"), ("mm_dist", "MM-Dist"), ("diversity", "Diversity"), ("multimodality", "MModality"),
+    ("fid", "FID"), ("kid", "KID"), ("mm_dist", "MM-Dist"), ("diversity", "Diversity"), ("multimodality", "MModality"),
     ("mpjpe_mm", "MPJPE mm"), ("pa_mpjpe_mm", "PA-MPJPE mm"), ("accel_error_mm", "Accel mm/f²"),
 ]
 
@@ -27,7 +27,10 @@ def fmt(row: dict[str, float], key: str) -> str:
     if key not in row or row[key] is None or (isinstance(row[key], float) and np.isnan(row[key])):
         return "-"
     ci = row.get(f"{key}_ci95")
-    return f"{row[key]:.3f}" + (f" ±{ci:.3f}" if ci else "")
+    out = f"{row[key]:.3f}" + (f" ±{ci:.3f}" if ci else "")
+    if row.get(f"{key}_lo") is not None and row.get(f"{key}_hi") is not None:  # KID: range over its subsets
+        out += f" [{row[f'{key}_lo']:.3f}, {row[f'{key}_hi']:.3f}]"
+    return out
 
 
 def table_columns(table: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
@@ -71,15 +74,16 @@ def _is_curve(key: str, value) -> bool:
         key == n or key.endswith("_" + n) or key.startswith(n + "_") for n in _NOT_CURVES) and not key.endswith("_s")
 
 
-def training_curves(run: Path, path: Path) -> Path | None:
-    """Every numeric series (losses and their terms) of every JSONL log under RUN, one panel per log."""
-    logs = sorted(p for p in Path(run).rglob("*.jsonl"))
+def training_curves(roots: Path | list[Path], path: Path) -> Path | None:
+    """Every numeric series (losses and their terms) of every JSONL log under the roots (the run,
+    the evaluator's folder), one panel per log."""
     series = []
-    for p in logs:
-        recs = read_jsonl(p)
-        keys = sorted({k for r in recs for k, v in r.items() if _is_curve(k, v)})
-        if keys:
-            series.append((p, recs, keys))
+    for root in [roots] if isinstance(roots, (str, Path)) else roots:
+        for p in sorted(Path(root).rglob("*.jsonl")):
+            recs = read_jsonl(p)
+            keys = sorted({k for r in recs for k, v in r.items() if _is_curve(k, v)})
+            if keys:
+                series.append((Path(root).name / p.relative_to(root), recs, keys))
     if not series:
         return None
     plt = _plt()
@@ -91,7 +95,7 @@ def training_curves(run: Path, path: Path) -> Path | None:
             pts = [(r[xkey] if xkey else i, r[k]) for i, r in enumerate(recs) if isinstance(r.get(k), (int, float))]
             ax.plot(*zip(*pts), label=k)
             ys += [y for _, y in pts]
-        ax.set_title(str(p.relative_to(run)), fontsize=9)
+        ax.set_title(str(p), fontsize=9)
         ax.set_xlabel(xkey or "record")
         if min(ys) > 0:
             ax.set_yscale("log")

@@ -1,4 +1,9 @@
-"""Tokenizer reconstruction: encode -> quantize -> decode every evaluation clip.
+"""Tokenizer reconstruction row: encode -> quantize -> decode every evaluation clip.
+
+The model runs through `clutch_core.shift.evaluate.reconstruct_batches`, the same code
+that writes RUN/shift/metrics.json: input normalized, absent hands and padding zeroed,
+clips batched only with clips of the same padded length. So on the same split the row's
+MPJPE is the run's `val_mpjpe_mm`, and no clip's result depends on its batch mates.
 
 Joint errors compare forward kinematics of the reconstructed motion with forward
 kinematics of the input motion (same rest skeleton), so they measure the tokenizer alone,
@@ -15,7 +20,9 @@ import numpy as np
 import torch
 
 from clutch_core.eval import metrics as M
-from storage.schema import FRAME_DIM
+from layout import FRAME_DIM
+
+RECON_BATCH = 64
 
 
 @dataclass
@@ -42,29 +49,37 @@ def load_run_tokenizer(run: Path) -> RunTokenizer | None:
     return RunTokenizer(model, stats)
 
 
-@torch.no_grad()
-def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Sequence[np.ndarray], batch: int = 32) -> Reconstruction:
-    """Reconstruct every clip (padded to the tokenizer stride), pool joint errors, count codes."""
-    from clutch_core.hands.motion import motion_to_joints
-    from clutch_core.shift.evaluate import _count_codes  # the tokenizer's own code statistics
+def as_motion_clips(motions: Sequence[np.ndarray], presences: Sequence[np.ndarray]):
+    """Per-clip arrays -> clutch_core.shift.data.MotionClips (frames concatenated)."""
+    from clutch_core.shift.data import MotionClips
 
-    model, stats = tok.model.eval(), tok.stats
-    stride = model.cfg.stride
-    recs: list[np.ndarray] = []
-    counts = {c: torch.zeros(model.cfg.codes, dtype=torch.float64) for c in model.codebooks}
-    for s in range(0, len(motions), batch):
-        ms, ps = motions[s:s + batch], presences[s:s + batch]
-        lengths = [len(m) for m in ms]
-        tmax = -(-max(lengths) // stride) * stride
-        x = torch.zeros(len(ms), tmax, FRAME_DIM)
-        p = torch.zeros(len(ms), tmax, 2, dtype=torch.bool)  # padding counts as absent
-        for i, (m, pr) in enumerate(zip(ms, ps)):
-            x[i, : len(m)] = torch.from_numpy(np.array(m, np.float32))
-            p[i, : len(pr)] = torch.from_numpy(np.array(pr, bool))
-        out = model(stats.normalize(x), p)
-        rec = stats.denormalize(out.recon.float()).numpy()
-        recs += [rec[i, :n].astype(np.float32) for i, n in enumerate(lengths)]
-        _count_codes(model, out.tokens, out.latent_presence, counts)
+    lengths = [len(m) for m in motions]
+    for i, (m, p) in enumerate(zip(motions, presences)):
+        if np.shape(m) != (len(m), FRAME_DIM) or len(p) != len(m):
+            raise ValueError(f"clip {i}: motion {np.shape(m)} / presence {np.shape(p)}, expected [T, {FRAME_DIM}] / [T, 2]")
+    return MotionClips(
+        clip_ids=[str(i) for i in range(len(motions))],
+        motion=torch.from_numpy(np.concatenate([np.asarray(m, np.float32) for m in motions])),
+        presence=torch.from_numpy(np.concatenate([np.asarray(p, bool) for p in presences])),
+        offsets=torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64),
+    )
+
+
+@torch.no_grad()
+def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Sequence[np.ndarray],
+                batch: int = RECON_BATCH) -> Reconstruction:
+    """Reconstruct every clip as training evaluates it, pool joint errors, count codes."""
+    from clutch_core.hands.motion import motion_to_joints
+    from clutch_core.shift.evaluate import code_histograms, count_codes, reconstruct_batches
+
+    model, stats = tok.model, tok.stats
+    clips = as_motion_clips(motions, presences)
+    recs: list[np.ndarray | None] = [None] * len(motions)
+    counts = code_histograms(model)
+    for idx, rec, _, _, out in reconstruct_batches(model, stats, clips, batch):
+        for j, i in enumerate(idx):
+            recs[i] = rec[j, : len(motions[i])].numpy().astype(np.float32)
+        count_codes(model, out.tokens, out.latent_presence, counts)
     errors, per_clip = [], []
     for rec, m, pr in zip(recs, motions, presences):
         pj = motion_to_joints(torch.from_numpy(rec)).numpy()
@@ -74,4 +89,3 @@ def reconstruct(tok: RunTokenizer, motions: Sequence[np.ndarray], presences: Seq
         per_clip.append((len(m), float(e["mpjpe_mm"].mean()) if e["mpjpe_mm"].size else float("nan")))
     code_counts = {c: v.numpy().astype(np.int64) for c, v in counts.items()}
     return Reconstruction(recs, M.pool_errors(errors), {"per_clip_mpjpe": per_clip, "code_counts": code_counts})
-

@@ -1,5 +1,11 @@
-"""`clutch eval RUN --dataset D --out REPORT`: evaluator (trained once, kept in the run),
-every row the run supports, metrics.json, report.md and the figures."""
+"""`clutch eval RUN --dataset D --out REPORT`: the dataset's shared evaluator (trained once
+on its train split, see clutch_core.eval.evaluators), every row the run supports,
+metrics.json, report.md and the figures.
+
+Every row of metrics.json carries `evaluator_hash`. Rows already in REPORT/metrics.json
+(e.g. another run's, or the language model's) are kept when they were scored by the same
+evaluator; a table never mixes evaluators: a different hash is an error.
+"""
 from __future__ import annotations
 
 import json
@@ -11,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from clutch_core.eval import plots
-from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, exists, train_evaluator
+from clutch_core.eval.evaluator import EvaluatorConfig
 from clutch_core.eval.rows import EvalContext
 from clutch_core.eval.t2m import evaluate_rows
 
 log = logging.getLogger(__name__)
+
+HASH_KEY = "evaluator_hash"
 
 
 @dataclass
@@ -26,16 +34,18 @@ class ReportConfig:
     rows: list[str] | None = None  # None = every registered row the run supports
     retrain_evaluator: bool = False
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluator_path: Path | None = None  # None = DATASET/evaluators/<hash>/
 
 
-def get_evaluator(run: Path, dataset: Path, cfg: ReportConfig, train_clips: list[dict]) -> Evaluator:
-    """RUN/evaluator/ when present, else trained on the dataset's train split and saved there."""
-    folder = run / "evaluator"
-    if exists(folder) and not cfg.retrain_evaluator:
-        log.info("using the evaluator in %s", folder)
-        return Evaluator.load(folder)
-    log.info("training the evaluator on %d clips of %s", len(train_clips), dataset)
-    return train_evaluator(train_clips, cfg.evaluator, out=folder)
+def merge_tables(old: dict[str, dict], new: dict[str, dict], where: str = "the table") -> dict[str, dict]:
+    """Rows of `old` not in `new`, then `new`; refuses rows scored by different evaluators."""
+    hashes = {r.get(HASH_KEY) for r in (*old.values(), *new.values())}
+    if len(hashes) > 1:
+        detail = ", ".join(f"{name}: {r.get(HASH_KEY)}" for name, r in {**old, **new}.items())
+        raise ValueError(f"{where}: rows scored by different evaluators ({detail}); numbers from different "
+                         f"evaluators are not comparable. Write to another --out, or evaluate every run with "
+                         f"the same evaluator (same dataset and settings, or --evaluator PATH)")
+    return {**{k: v for k, v in old.items() if k not in new}, **new}
 
 
 def _clean(x):
@@ -51,16 +61,19 @@ def _clean(x):
 
 def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None = None) -> dict[str, dict[str, float]]:
     """Evaluate and write REPORT/{metrics.json, report.md, *.png}; returns the metrics table."""
-    from clutch_core.eval.data import eval_and_train_clips
+    from clutch_core.eval.data import eval_clips
+    from clutch_core.eval.evaluators import load_or_train_evaluator
 
     cfg = cfg or ReportConfig()
     run, dataset, out = Path(run), Path(dataset), Path(out)
     if not dataset.is_dir():
         raise FileNotFoundError(f"dataset folder {dataset} does not exist")
-    run.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.json"
+    old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    clips, eval_set = eval_clips(dataset, cfg.split)
+    ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, cfg.retrain_evaluator)
+    merge_tables(old, {"_": {HASH_KEY: ev_hash}}, str(metrics_path))  # fail before the long part
     out.mkdir(parents=True, exist_ok=True)
-    train, clips, eval_set = eval_and_train_clips(dataset, cfg.split)
-    ev = get_evaluator(run, dataset, cfg, train)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed)
     table, artifacts = evaluate_rows(ctx, cfg.rows)
     if cfg.evaluator.text_encoder == "minilm":
@@ -68,9 +81,12 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     for name, art in artifacts.items():  # codebook usage numbers go into the table too
         for book, c in art.get("code_counts", {}).items():
             table[name][f"codebook_used_{book}"] = float((np.asarray(c) > 0).mean())
-    (out / "metrics.json").write_text(json.dumps(_clean(table), indent=1))
+    for row in table.values():
+        row.update({HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run)})
+    table = merge_tables(old, table, str(metrics_path))
+    metrics_path.write_text(json.dumps(_clean(table), indent=1))
     figs = {"Metrics": plots.metrics_table(table, out / "metrics_table.png")}
-    curves = plots.training_curves(run, out / "training_curves.png")
+    curves = plots.training_curves([run, ev.folder], out / "training_curves.png")
     if curves:
         figs["Training curves"] = curves
     for name, art in artifacts.items():
@@ -78,18 +94,20 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
             figs[f"Codebook usage ({name})"] = plots.codebook_usage(art["code_counts"], out / f"codebook_usage_{name}.png")
         if art.get("per_clip_mpjpe"):
             figs[f"Error by clip length ({name})"] = plots.error_by_length(art["per_clip_mpjpe"], out / f"error_by_length_{name}.png")
-    (out / "report.md").write_text(_markdown(run, dataset, eval_set, len(clips), cfg, table, figs))
+    (out / "report.md").write_text(_markdown(run, dataset, eval_set, len(clips), cfg, table, figs, ev_hash))
     return table
 
 
-def _markdown(run, dataset, eval_set, n, cfg, table, figs) -> str:
+def _markdown(run, dataset, eval_set, n, cfg, table, figs, ev_hash) -> str:
     cols = plots.table_columns(table)
     lines = [
         "# CLUTCH evaluation report", "",
         f"- run: `{run}`", f"- dataset: `{dataset}`",
+        f"- evaluator: `{ev_hash}` (every row below was scored by it)",
         f"- evaluation set: {eval_set} ({n} clips); {cfg.repeats} repeats, mean ± 95% confidence interval",
-        "- R-precision in pools of 32 (chance: top-1 0.031, top-3 0.094); FID against the real row's embeddings;"
-        " Diversity over 300 pairs; MPJPE etc. in mm, Procrustes per frame per hand for PA-MPJPE.", "",
+        "- R-precision in pools of 32 (chance: top-1 0.031, top-3 0.094); FID and KID (polynomial kernel, 50 subsets)"
+        " against the real row's embeddings; Diversity over 300 distinct pairs; MPJPE etc. in mm, Procrustes per"
+        " frame per hand for PA-MPJPE.", "",
         "| row | " + " | ".join(c for _, c in cols) + " |",
         "|---|" + "---|" * len(cols),
     ]

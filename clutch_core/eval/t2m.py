@@ -2,8 +2,10 @@
 
 Each repeat draws one caption per evaluation clip (clips carry several captions, by
 source), re-shuffles the R-precision pools, re-draws the Diversity pairs and, for
-stochastic rows, generates again. FID is always against the real-motion embeddings of
-the same clips, so FID(real, real) is 0 by construction.
+stochastic rows, generates again. FID and KID are always against the real-motion
+embeddings of the same clips, so FID(real, real) is 0 by construction (KID(real, real)
+is near 0: its subsets differ). `kid_lo`/`kid_hi` are the 2.5-97.5 % range of KID over
+its subsets (averaged over repeats); `*_ci95` the 95 % interval of the mean over repeats.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from clutch_core.eval.rows import ROWS, EvalContext, RowSource
 
 log = logging.getLogger(__name__)
 
-EMBED_METRICS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "mm_dist", "diversity")
+EMBED_METRICS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "kid", "kid_lo", "kid_hi",
+                 "mm_dist", "diversity")
 
 
 def draw_captions(clips: Sequence[dict], rng: np.random.Generator) -> list[str]:
@@ -41,6 +44,8 @@ def score_row(ctx: EvalContext, src: RowSource, real_emb: np.ndarray, progress: 
         for k in range(3):
             per[f"r_precision_top{k + 1}"].append(top[k])
         per["fid"].append(M.fid(real_emb, m_emb))
+        for k, v in zip(("kid", "kid_lo", "kid_hi"), M.kid(real_emb, m_emb, rng=rng)):
+            per[k].append(v)
         per["mm_dist"].append(M.mm_dist(t_emb, m_emb))
         per["diversity"].append(M.diversity(m_emb, rng))
         if src.generate_many is not None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from layout import FRAME_DIM, HAND_DIM, SIDES, TRANSL
+
 _CENTROID = (0, 5, 9, 13, 17)  # wrist and MCPs: stable under finger motion
 
 
@@ -230,11 +232,7 @@ def to_motion(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
     from clutch_core.hands.motion import joints_to_motion
 
     motion = joints_to_motion(torch.from_numpy(np.asarray(joints, np.float32)), torch.from_numpy(present)).numpy()
-    origin = first_wrist(joints, present)
-    for h in range(2):
-        if present[:, h].any():
-            motion[:, 99 * h + 96:99 * h + 99] -= origin
-    return motion.astype(np.float32)
+    return _from_first_wrist(motion, joints, present)
 
 
 def to_motion_mano(joints: np.ndarray, present: np.ndarray, models: dict, fit_config=None) -> np.ndarray:
@@ -250,8 +248,8 @@ def to_motion_mano(joints: np.ndarray, present: np.ndarray, models: dict, fit_co
     from clutch_core.hands.motion import identity_hand_vec
 
     t_len = len(present)
-    hands = np.tile(identity_hand_vec().numpy(), (t_len, 2, 1))  # [T, 2, 99]
-    for h, side in enumerate(("left", "right")):
+    hands = np.tile(identity_hand_vec().numpy(), (t_len, len(SIDES), 1))  # [T, 2, 99]
+    for h, side in enumerate(SIDES):
         p = present[:, h]
         if not p.any():
             continue
@@ -261,12 +259,17 @@ def to_motion_mano(joints: np.ndarray, present: np.ndarray, models: dict, fit_co
         hands[p, h] = vec[p]
         idx = np.flatnonzero(p)
         src = idx[np.clip(np.searchsorted(idx, np.arange(t_len), side="right") - 1, 0, None)]
-        hands[:, h, 96:] = vec[src, 96:]
-    motion = hands.reshape(t_len, 198)
+        hands[:, h, TRANSL] = vec[src, TRANSL]
+    return _from_first_wrist(hands.reshape(t_len, FRAME_DIM), joints, present)
+
+
+def _from_first_wrist(motion: np.ndarray, joints: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """motion [T, 198] with each seen hand's translation relative to the clip's origin (`first_wrist`)."""
+    hands = motion.reshape(len(motion), len(SIDES), HAND_DIM)  # a view
     origin = first_wrist(joints, present)
-    for h in range(2):
+    for h in range(len(SIDES)):
         if present[:, h].any():
-            motion[:, 99 * h + 96:99 * h + 99] -= origin
+            hands[:, h, TRANSL] -= origin
     return motion.astype(np.float32)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from layout import FINGERS, FRAME_DIM, HAND_DIM, NUM_FINGER_JOINTS, ORIENT, ROT6D, SIDES, TRANSL
+
 from .rotations import IDENTITY_6D, matrix_to_rot6d, rot6d_to_matrix
 from .skeleton import fk, ik, rest_skeleton
 
@@ -32,16 +34,13 @@ __all__ = [
     "MotionStats",
 ]
 
-HAND_DIM = 99
-FRAME_DIM = 198
-SIDES = ("left", "right")  # index 0 and 1 of the hand axis everywhere
 
 
 def hand_to_vec(global_orient: torch.Tensor, local_rots: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
     """global_orient [...,3,3], local_rots [...,15,3,3], transl [...,3] -> [...,99]."""
     lead = local_rots.shape[:-3]
     return torch.cat(
-        [matrix_to_rot6d(global_orient), matrix_to_rot6d(local_rots).reshape(lead + (90,)), transl], dim=-1
+        [matrix_to_rot6d(global_orient), matrix_to_rot6d(local_rots).reshape(lead + (FINGERS.stop - FINGERS.start,)), transl], dim=-1
     )
 
 
@@ -52,9 +51,9 @@ def vec_to_hand(vec: torch.Tensor):
     """
     if vec.shape[-1] != HAND_DIM:
         raise ValueError(f"hand vector must have {HAND_DIM} values, got {vec.shape[-1]}")
-    go = rot6d_to_matrix(vec[..., :6])
-    loc = rot6d_to_matrix(vec[..., 6:96].reshape(vec.shape[:-1] + (15, 6)))
-    return go, loc, vec[..., 96:]
+    go = rot6d_to_matrix(vec[..., ORIENT])
+    loc = rot6d_to_matrix(vec[..., FINGERS].reshape(vec.shape[:-1] + (NUM_FINGER_JOINTS, ROT6D)))
+    return go, loc, vec[..., TRANSL]
 
 
 def pack_frame(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -72,7 +71,7 @@ def split_frame(frame: torch.Tensor):
 def identity_hand_vec(dtype=torch.float32, device=None) -> torch.Tensor:
     """[99]: identity rotations, zero translation."""
     v = torch.zeros(HAND_DIM, dtype=dtype, device=device)
-    v[:96] = torch.tensor(IDENTITY_6D, dtype=dtype, device=device).repeat(16)
+    v[:TRANSL.start] = torch.tensor(IDENTITY_6D, dtype=dtype, device=device).repeat(1 + NUM_FINGER_JOINTS)
     return v
 
 
@@ -125,8 +124,8 @@ def joints_to_motion(joints: torch.Tensor, presence: torch.Tensor, rest: torch.T
     hands = torch.stack(vecs, dim=1)  # [T,2,99]
     ident = identity_hand_vec(joints.dtype, joints.device)
     hands = torch.where(presence[..., None], hands, ident)
-    trans = fill_last_valid(hands[..., 96:], presence)
-    return torch.cat([hands[..., :96], trans], dim=-1).reshape(joints.shape[0], FRAME_DIM)
+    trans = fill_last_valid(hands[..., TRANSL], presence)
+    return torch.cat([hands[..., :TRANSL.start], trans], dim=-1).reshape(joints.shape[0], FRAME_DIM)
 
 
 @dataclass

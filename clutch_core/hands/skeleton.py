@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from layout import MANO_JOINT_NAMES, MANO_TO_MEDIAPIPE, MEDIAPIPE_JOINT_NAMES, MEDIAPIPE_TO_MANO
+
 from .rotations import axis_angle_to_matrix, rot6d_to_matrix
 
 __all__ = [
@@ -38,28 +40,6 @@ __all__ = [
     "fk_world",
     "ik",
 ]
-
-MEDIAPIPE_JOINT_NAMES = (
-    "wrist",
-    "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
-    "index_mcp", "index_pip", "index_dip", "index_tip",
-    "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
-    "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
-    "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
-)
-MANO_JOINT_NAMES = (
-    "wrist",
-    "index1", "index2", "index3",
-    "middle1", "middle2", "middle3",
-    "pinky1", "pinky2", "pinky3",
-    "ring1", "ring2", "ring3",
-    "thumb1", "thumb2", "thumb3",
-    "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip",
-)
-# joints_mediapipe[i] = joints_mano[MANO_TO_MEDIAPIPE[i]]
-MANO_TO_MEDIAPIPE = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
-# joints_mano[j] = joints_mediapipe[MEDIAPIPE_TO_MANO[j]]
-MEDIAPIPE_TO_MANO = tuple(MANO_TO_MEDIAPIPE.index(j) for j in range(21))
 
 PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)  # MediaPipe order
 MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)  # MANO kintree_table[0]

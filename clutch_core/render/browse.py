@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clutch_core.render.render import RenderConfig, row_frames, write_video
+from layout import FPS
 
 INDEX = "index.html"
 
@@ -108,7 +109,7 @@ def build_site(dataset: Path, out: Path, limit: int = 50, split: str | None = No
     for cid in tqdm(ids, desc="clips"):
         row = reader.read_rows([cid])[0]
         gif = f"gifs/{_safe_name(cid)}.gif"
-        write_video(row_frames(row, cfg, Path(dataset)), out / gif, float(row.get("fps") or 15.0))
+        write_video(row_frames(row, cfg, Path(dataset)), out / gif, float(row.get("fps") or FPS))
         entries.append({"clip_id": cid, "gif": gif, "split": row["split"], "seconds": row["num_frames"] / float(row["fps"]),
                         "captions": [{"source": c["source"], "text": c["text"]} for c in row["captions"]]})
     # '</' inside a string would end the script element early

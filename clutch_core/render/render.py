@@ -8,7 +8,7 @@ camera frame of the source (x right, y down, z forward), so "up" is -y.
 
 Sources of the 3D joints: the row's joints3d (tracked, metres), or forward kinematics
 of the 198-number motion (`--motion` files). Source frames come from the row's
-source_uri, start_s and fps through annotators.clipping (decord, PyAV fallback) on the
+source_uri, start_s and fps through clutch_core.video (decord, PyAV fallback) on the
 same 15 fps timeline the clip was cut from; keypoints2d are in source pixels
 (image_size) and are scaled to the panel.
 """
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from clutch_core.hands.skeleton import PARENTS  # MediaPipe order
-from storage.schema import FPS
+from layout import FPS, FRAME_DIM
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def source_path(row: dict, dataset: Path | None = None) -> Path | None:
 
 def source_frames(row: dict, height: int, dataset: Path | None = None) -> Iterator[np.ndarray] | None:
     """RGB frames [height, w, 3] of the clip on its 15 fps timeline, or None if unreadable."""
-    from annotators.clipping import BadVideoError, open_reader, probe, resample_indices
+    from clutch_core.video import BadVideoError, open_reader, probe, resample_indices
 
     path = source_path(row, dataset)
     if path is None:
@@ -347,7 +347,7 @@ def load_motion_file(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         caption = str(z["caption"]) if "caption" in z else ""
     else:
         raise ValueError(f"{path}: expected a .npy or .npz file")
-    if motion.ndim != 2 or motion.shape[1] != 198 or len(motion) == 0:
+    if motion.ndim != 2 or motion.shape[1] != FRAME_DIM or len(motion) == 0:
         raise ValueError(f"{path}: motion must be [T, 198], got {list(motion.shape)}")
     if not np.isfinite(motion).all():
         raise ValueError(f"{path}: motion contains NaN or inf")

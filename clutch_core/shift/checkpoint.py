@@ -3,12 +3,19 @@
 RUN/shift/
   checkpoint.safetensors  training state (model incl. EMA codebook buffers, AdamW moments,
                           RNG); JSON metadata: step, train config, normalization stats
+  checkpoint.prev.safetensors  the checkpoint before it, kept so a damaged newest one
+                          (truncated copy, bad disk) costs one interval, not the stage
+
+Every tensor file carries the sha256 of its tensor bytes in its metadata; a file that does
+not read back whole or fails that sum is damaged (DamagedCheckpoint), never loaded.
   model.safetensors       final weights + codebooks (the tokenizer users load)
   config.json             tokenizer config, MotionStats, streams, steps (see docs/shift.md)
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,11 @@ import torch
 from clutch_core.hands.motion import MotionStats
 from clutch_core.shift.model import MotionTokenizer, TokenizerConfig, build_tokenizer
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT = "checkpoint.safetensors"
+PREVIOUS = "checkpoint.prev.safetensors"
+DIGEST_KEY = "tensors_sha256"
 MODEL = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "clutch-shift/1"
@@ -37,11 +48,26 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+class DamagedCheckpoint(ValueError):
+    """A tensor file that does not read back as written."""
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     from safetensors.torch import save
 
-    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                metadata={k: json.dumps(v) for k, v in meta.items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    data = save(tensors, metadata={**{k: json.dumps(v) for k, v in meta.items()},
+                                   DIGEST_KEY: json.dumps(_digest(tensors))})
     atomic_write_bytes(path, data)
 
 
@@ -51,13 +77,18 @@ def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
-    except Exception as e:  # a foreign or damaged file: say which
-        raise ValueError(f"{path}: not a readable tokenizer file ({e})") from e
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # a foreign, truncated or damaged file: say which
+        raise DamagedCheckpoint(f"{path}: not a readable tokenizer file ({e})") from e
+    want = meta.pop(DIGEST_KEY, None)
+    if want is not None and _digest(tensors) != want:
+        raise DamagedCheckpoint(f"{path}: damaged (its tensors' sha256 differs from the one written)")
+    return tensors, meta
 
 
 def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         meta: dict[str, Any]) -> None:
+    """Write the training state atomically; the one it replaces is kept as checkpoint.prev.safetensors."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for i, st in opt["state"].items():
@@ -66,6 +97,8 @@ def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS))
     _save_tensors(path, tensors, {**meta, "step": step, "param_groups": opt["param_groups"], "format": FORMAT})
 
 
@@ -83,6 +116,30 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return meta
+
+
+def resume_training_state(path: Path, model: torch.nn.Module,
+                          optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Load the newest good checkpoint (`path`, else the previous one); None: start the stage over.
+
+    A damaged file is renamed to <name>.damaged (kept, never loaded again) with a warning, so
+    a truncated checkpoint costs at most one checkpoint interval and never stops training.
+    """
+    for p in (path, path.with_name(PREVIOUS)):
+        if not p.exists():
+            continue
+        try:
+            meta = load_training_state(p, model, optimizer)
+        except DamagedCheckpoint as e:
+            os.replace(p, p.with_name(p.name + ".damaged"))
+            log.warning("%s; moved to %s", e, p.name + ".damaged")
+            continue
+        if p != path:
+            log.warning("resuming from the previous checkpoint %s (step %s)", p, meta.get("step"))
+        return meta
+    if path.with_name(path.name + ".damaged").exists():
+        log.warning("no good checkpoint in %s: the stage starts over from step 0", path.parent)
+    return None
 
 
 def save_tokenizer(run_shift: Path, model: MotionTokenizer, stats: MotionStats, extra: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """SHIFT and the plain VQ-VAE baseline: 1D convolutional encoders/decoders around EMA quantizers.
 
-Layout of one hand's 99 numbers (storage.schema): 6D global orientation [0:6],
+Layout of one hand's 99 numbers (layout): 6D global orientation [0:6],
 15 joints x 6D [6:96], wrist translation [96:99].
 
 - SHIFT: two VQ-VAEs. The trajectory one decodes orientation + translation (9 numbers),
@@ -9,6 +9,10 @@ Layout of one hand's 99 numbers (storage.schema): 6D global orientation [0:6],
   pass serves both. Tokens per latent step: [left-traj, left-pose, right-traj, right-pose].
 - VQVAE (MotionGPT / T2M-GPT tokenizer): one VQ-VAE over the whole 198-number frame,
   one token per latent step.
+- RVQ (equal-bits baseline): the VQVAE's networks with a 4-level residual quantizer, so
+  it emits 4 tokens per latent step from 4 codebooks of `codes` entries, the same bits
+  per step as SHIFT. SHIFT vs RVQ isolates the decomposition; SHIFT vs VQVAE mixes it
+  with 4x the bits.
 
 Time is downsampled by 2**down (x4 by default): latent step s covers frames [4s, 4s+4).
 A latent step counts as present for a hand when that hand is present in any of its
@@ -25,16 +29,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from clutch_core.shift.quantizer import EMAQuantizer
+from layout import HAND_DIM
+from layout import POSE_IDX as _POSE
+from layout import TRAJ_IDX as _TRAJ
 
-HAND_DIM = 99
-TRAJ_IDX = list(range(0, 6)) + list(range(96, 99))  # 9: global orientation 6D + wrist translation
-POSE_IDX = list(range(6, 96))  # 90: 15 finger joints x 6D
-TOKENIZERS = ("shift", "vqvae")
+TRAJ_IDX, POSE_IDX = list(_TRAJ), list(_POSE)  # 9: orientation 6D + wrist translation; 90: 15 joints x 6D
+TOKENIZERS = ("shift", "vqvae", "rvq")
+RVQ_LEVELS = 4  # tokens per latent step of the equal-bits baseline, as SHIFT's 4 streams
 
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "shift"  # shift | vqvae
+    kind: str = "shift"  # shift | vqvae | rvq
     width: int = 512  # conv channels
     depth: int = 3  # residual blocks per resolution
     growth: int = 3  # dilation growth: 1, 3, 9
@@ -197,6 +203,19 @@ class SHIFT(MotionTokenizer):
             out[:, cols] = self.decoders[part](z).float()
         return out.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
 
+    def decode_vectors(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable decode of code vectors (e.g. soft mixtures of codes, for the LM's
+        geometric refinement): z [B, S, 4, D] in stream order -> motion [B, S * stride, 198] (normalized)."""
+        b, s = z.shape[:2]
+        parts = []
+        for part, (l, r) in (("traj", (0, 2)), ("pose", (1, 3))):
+            zz = torch.cat([z[:, :, l], z[:, :, r]], 0).transpose(1, 2)  # [2B, D, S]
+            parts.append(self.decoders[part](zz).float())  # [2B, 9 | 90, T]
+        traj, pose = parts
+        hands = torch.cat([traj[:, :6], pose, traj[:, 6:]], 1)  # [2B, 99, T] in hand layout
+        t = hands.shape[-1]
+        return hands.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
+
 
 class VQVAE(MotionTokenizer):
     streams = ("frame",)
@@ -221,11 +240,51 @@ class VQVAE(MotionTokenizer):
         z = self.quantizer.lookup(tokens[..., 0]).transpose(1, 2)
         return self.decoder(z).transpose(1, 2).float()
 
+    def decode_vectors(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable decode of code vectors: z [B, S, 1, D] -> motion [B, S * stride, 198] (normalized)."""
+        return self.decoder(z[:, :, 0].transpose(1, 2)).transpose(1, 2).float()
+
+
+class RVQ(MotionTokenizer):
+    """Whole-frame VQ-VAE with a residual quantizer: level k quantizes what levels < k left over."""
+
+    streams = tuple(f"level{k}" for k in range(RVQ_LEVELS))
+    codebooks = streams
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__(cfg)
+        self.encoder = Encoder(2 * HAND_DIM, cfg)
+        self.quantizers = nn.ModuleDict({c: EMAQuantizer(cfg.codes, cfg.code_dim, cfg.mu) for c in self.codebooks})
+        self.decoder = Decoder(2 * HAND_DIM, cfg)
+
+    def forward(self, x: torch.Tensor, presence: torch.Tensor) -> TokenizerOutput:
+        self._check(x)
+        lp = latent_presence(presence, self.cfg.stride)
+        mask = lp.any(-1)  # [B, S]
+        z = self.encoder(x.transpose(1, 2))  # [B, D, S]
+        residual, hard = z, torch.zeros_like(z)
+        idx, commit, ppl = [], 0.0, {}
+        for c in self.codebooks:
+            q, i, cl, ppl[c] = self.quantizers[c](residual, mask)  # q equals the chosen codes
+            q = q.detach()
+            hard, residual = hard + q, residual - q
+            idx.append(i)
+            commit = commit + cl
+        zq = z + (hard - z).detach()  # straight-through on the sum
+        recon = self.decoder(zq).transpose(1, 2).float()
+        return TokenizerOutput(recon, torch.stack(idx, -1), lp, commit, ppl)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, S, 4] -> motion [B, S * stride, 198] (normalized space)."""
+        z = sum(self.quantizers[c].lookup(tokens[..., k]) for k, c in enumerate(self.codebooks))  # [B, S, D]
+        return self.decoder(z.transpose(1, 2)).transpose(1, 2).float()
+
 
 def build_tokenizer(cfg: TokenizerConfig) -> MotionTokenizer:
-    return SHIFT(cfg) if cfg.kind == "shift" else VQVAE(cfg)
+    return {"shift": SHIFT, "vqvae": VQVAE, "rvq": RVQ}[cfg.kind](cfg)
 
 
 def quantizers(model: MotionTokenizer) -> dict[str, EMAQuantizer]:
     """Codebook name -> quantizer, for statistics and checkpoints."""
-    return dict(model.quantizers) if isinstance(model, SHIFT) else {"frame": model.quantizer}
+    return dict(model.quantizers) if isinstance(model, (SHIFT, RVQ)) else {"frame": model.quantizer}

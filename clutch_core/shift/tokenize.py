@@ -10,11 +10,15 @@ tokens list<int32> [num_steps * n_streams] step-major ([l-traj, l-pose, r-traj, 
 per step for SHIFT, one per step for the VQ-VAE baseline),
 presence_steps list<fixed_size_list<bool, 2>> [num_steps] (hand present in any frame of
 the step; an absent hand's tokens are still there, this mask says to ignore them).
-Resumable: clips already present in a part are skipped.
+Resumable: clips already present in a part are skipped. Parts carry page checksums; a
+part that does not read back whole (truncated, flipped bytes) is moved to .damaged/ by the
+next tokenize run and its clips are tokenized again; read_tokens names it instead of
+returning damaged tokens.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,12 @@ import pyarrow.parquet as pq
 import torch
 
 from clutch_core.shift.checkpoint import MODEL, atomic_write_json, load_tokenizer
+from storage.integrity import DamagedFileError, open_parquet, read_verified
+
+log = logging.getLogger(__name__)
 
 TOKENS_DIR = "tokens"
+DAMAGED_DIR = ".damaged"
 TOKENS_SCHEMA = pa.schema([
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("split", pa.string(), nullable=False),
@@ -51,15 +59,38 @@ def tokens_dir(run: str | os.PathLike, dataset: str | os.PathLike) -> Path:
     return Path(dataset) / TOKENS_DIR / f"{Path(run).resolve().name}-{h.hexdigest()[:10]}"
 
 
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def _fix(out: Path) -> str:
+    return (f"Rerun `clutch tokenize RUN DATASET` for {out}: it moves damaged parts to "
+            f"{out / DAMAGED_DIR} and tokenizes their clips again")
+
+
+def _read_part(p: Path, columns: list[str] | None = None) -> pa.Table:
+    """A whole part, page CRCs checked; DamagedFileError naming it otherwise."""
+    return read_verified(open_parquet(p, _fix(p.parent), columns=TOKENS_SCHEMA.names), p, _fix(p.parent), columns)
+
+
 def done_clip_ids(out: Path) -> set[str]:
-    return {c for p in sorted(out.glob("part-*.parquet"))
-            for c in pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist()}
+    """Clip ids of the readable parts; a damaged part is moved aside (its clips are then redone)."""
+    done: set[str] = set()
+    for p in _parts(out):
+        try:
+            done.update(_read_part(p).column("clip_id").to_pylist())  # every page: bad token pages too
+        except DamagedFileError as e:
+            (out / DAMAGED_DIR).mkdir(exist_ok=True)
+            os.replace(p, out / DAMAGED_DIR / p.name)
+            log.warning("moved damaged tokens part %s to %s (%s); its clips are tokenized again",
+                        p, out / DAMAGED_DIR, e.problem)
+    return done
 
 
 def read_tokens(out: str | os.PathLike) -> pa.Table:
-    """All token rows of one tokens folder."""
-    parts = sorted(Path(out).glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else TOKENS_SCHEMA.empty_table()
+    """All token rows of one tokens folder; DamagedFileError names a damaged part."""
+    parts = _parts(Path(out))
+    return pa.concat_tables([_read_part(p) for p in parts]) if parts else TOKENS_SCHEMA.empty_table()
 
 
 def tokenize_dataset(run: str | os.PathLike, dataset: str | os.PathLike, chunk: int = 512, batch: int = 64,
@@ -121,7 +152,7 @@ def tokenize_dataset(run: str | os.PathLike, dataset: str | os.PathLike, chunk: 
 
 def _write_part(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

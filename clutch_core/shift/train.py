@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from clutch_core.shift.checkpoint import (CHECKPOINT, CONFIG, atomic_write_bytes, atomic_write_json,
-                                          load_training_state, save_tokenizer, save_training_state)
-from clutch_core.shift.model import HAND_DIM, TRAJ_IDX, TokenizerConfig, TokenizerOutput, build_tokenizer
+                                          resume_training_state, save_tokenizer, save_training_state)
+from clutch_core.shift.model import TokenizerConfig, TokenizerOutput, build_tokenizer
+from layout import HAND_DIM, TRAJ_IDX
 
 log = logging.getLogger(__name__)
 STAGE_DIR = "shift"
@@ -34,15 +35,10 @@ TRAIN_LOG = "train_log.jsonl"
 
 @dataclass
 class TrainConfig:
+    """The trainer's settings; the tokenizer's own settings are its TokenizerConfig, held as is."""
+
     preset: str = "tiny"
-    tokenizer: str = "shift"  # shift | vqvae
-    width: int = 128
-    depth: int = 3
-    growth: int = 3
-    down: int = 2
-    codes: int = 512
-    code_dim: int = 128
-    mu: float = 0.99
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     batch: int = 32  # windows per step (per GPU under DDP)
     window: int = 64  # frames per window (multiple of 2**down)
     lr: float = 5e-4
@@ -58,10 +54,6 @@ class TrainConfig:
     seed: int = 0
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
 
-    def tokenizer_config(self) -> TokenizerConfig:
-        return TokenizerConfig(kind=self.tokenizer, width=self.width, depth=self.depth, growth=self.growth,
-                               down=self.down, codes=self.codes, code_dim=self.code_dim, mu=self.mu)
-
     def identity(self) -> dict[str, Any]:
         """Settings that change the trained model, except max_steps: a finished run can be extended
         (the learning rate is constant after warm-up, so 300 + 700 steps = 1000 steps)."""
@@ -76,9 +68,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU, minutes: small nets, small codebooks
     "tiny": dict(width=128, code_dim=128, codes=512, batch=32, window=64, lr=5e-4, warmup_steps=100,
                  max_steps=2000, ckpt_every=200),
-    # paper scale (GPU): AdamW 2e-4, betas (0.9, 0.99), batch 512, width 512, 4096 codes
-    "paper": dict(width=512, code_dim=512, codes=4096, batch=512, window=64, lr=2e-4, warmup_steps=1000,
-                  max_steps=300_000, ckpt_every=2000, log_every=50),
+    # The authors' SHIFT (GPU). Source of each value: their released configs
+    # release_checkpoints/20_07_..._cb4K_d064_decomp_{hp,traj}_down02/input_train_config.yaml
+    # in github.com/bala1144/CLUTCH:
+    #   width 512, depth 3, growth 3, down 2   <- motion_vae: width, depth, dilation_growth_rate, down_t
+    #   codes 4096, code_dim 64                <- code_num, code_dim (= output_emb_width 64)
+    #   commit_weight 0.25                     <- LOSS.LAMBDA_COMMIT
+    #   vel_weight 1.0                         <- LOSS.LAMBDA_VELOCITY of the trajectory model (ours
+    #                                             applies velocity only to the trajectory dims)
+    #   lr 2e-4, betas (0.9, 0.99), wd 0       <- TRAIN.OPTIM
+    #   batch 512                              <- TRAIN.BATCH_SIZE
+    # Ours, not theirs: window 64 frames (they sample up to max_frames 144 at 15 fps), warm-up
+    # 1000 steps, max_steps 300k (they train 2000 epochs), mu 0.99 (T2M-GPT's EMA decay).
+    "paper": dict(width=512, depth=3, growth=3, down=2, code_dim=64, codes=4096, commit_weight=0.25,
+                  vel_weight=1.0, batch=512, window=64, lr=2e-4, betas=(0.9, 0.99), weight_decay=0.0,
+                  warmup_steps=1000, max_steps=300_000, ckpt_every=2000, log_every=50),
 }
 
 
@@ -86,15 +90,19 @@ def preset_config(preset: str = "tiny", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset, with overrides (None values are ignored)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    tok_fields = {f.name for f in dataclasses.fields(TokenizerConfig)} - {"kind"}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - fields)
+    if isinstance(given.get("tokenizer"), str):  # the kind, as the CLI and the flow name it
+        given["kind"] = given.pop("tokenizer")
+    unknown = sorted(set(given) - fields - tok_fields - {"kind"})
     if unknown:
         raise ValueError(f"unknown training setting(s) {unknown}")
-    cfg = TrainConfig(preset=preset, **{**PRESETS[preset], **given})
-    cfg.tokenizer_config()  # validates the tokenizer kind
-    if cfg.window % (2 ** cfg.down):
-        raise ValueError(f"window {cfg.window} must be a multiple of {2 ** cfg.down}")
+    merged = {**PRESETS[preset], **given}  # presets are flat: tokenizer fields go to the TokenizerConfig
+    tok = TokenizerConfig(**{k: merged.pop(k) for k in list(merged) if k in tok_fields or k == "kind"})
+    cfg = TrainConfig(preset=preset, tokenizer=tok, **merged)
+    if cfg.window % tok.stride:
+        raise ValueError(f"window {cfg.window} must be a multiple of {tok.stride}")
     return cfg
 
 
@@ -118,7 +126,7 @@ def tokenizer_loss(out: TokenizerOutput, x: torch.Tensor, presence: torch.Tensor
     """
     w = presence.float().repeat_interleave(HAND_DIM, dim=-1)  # [B, T, 198]
     rec = (F.smooth_l1_loss(out.recon.float(), x, reduction="none") * w).sum() / w.sum().clamp_min(1.0)
-    traj = torch.tensor(TRAJ_IDX + [i + HAND_DIM for i in TRAJ_IDX], device=x.device)
+    traj = torch.tensor([*TRAJ_IDX, *(i + HAND_DIM for i in TRAJ_IDX)], device=x.device)
     vr, vx = out.recon.float()[..., traj].diff(dim=1), x[..., traj].diff(dim=1)  # [B, T-1, 18]
     wv = (w[:, 1:] * w[:, :-1])[..., traj]  # both frames present
     vel = (F.smooth_l1_loss(vr, vx, reduction="none") * wv).sum() / wv.sum().clamp_min(1.0)
@@ -188,13 +196,13 @@ def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: Tra
     if len(train) == 0:
         raise ValueError(f"{dataset}: no clips in the train split")
 
-    model = build_tokenizer(cfg.tokenizer_config())
+    model = build_tokenizer(cfg.tokenizer)
     ckpt = out_dir / CHECKPOINT
     step = 0
     model.to(device)  # before loading: optimizer state follows the parameters' device
     opt = make_optimizer(model, cfg)
-    if ckpt.exists():
-        meta = load_training_state(ckpt, model, opt)
+    meta = resume_training_state(ckpt, model, opt)  # None: no good checkpoint (damaged ones set aside)
+    if meta is not None:
         if meta.get("train_config") != cfg.identity():
             raise ValueError(f"{ckpt}: checkpoint of other settings ({meta.get('train_config')}); "
                              f"use another --out or delete it")
@@ -264,7 +272,7 @@ def _finish(dataset, out_dir: Path, model, stats, cfg: TrainConfig, device) -> d
         if len(clips):
             break
     m = evaluate(model, stats, clips, cfg.eval_batch, device)
-    return {"tokenizer": cfg.tokenizer, "preset": cfg.preset, "steps": cfg.max_steps, "eval_split": split,
+    return {"tokenizer": cfg.tokenizer.kind, "preset": cfg.preset, "steps": cfg.max_steps, "eval_split": split,
             **m, "train_config": cfg.identity()}
 
 

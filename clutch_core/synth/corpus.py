@@ -24,14 +24,14 @@ from clutch_core.hands.motion import fill_last_valid, hand_to_vec, identity_hand
 from clutch_core.hands.skeleton import FINGER_CHAINS, PARENTS, fk, rest_skeleton
 from clutch_core.synth.captions import describe
 from clutch_core.synth.primitives import HandControls, perform, plan
-from storage.schema import FPS, HAND_DIM, MAX_FRAMES, split_for
+from layout import FPS, HAND_DIM, MAX_FRAMES, SIDES, TRANSL
+from storage.rows import make_row
 
 GENERATOR_VERSION = "1"
 # Pinhole camera of the synthetic "videos": 1920x1080, ~82 degree horizontal field of view.
 IMAGE_SIZE = (1920, 1080)
 INTRINSICS = (1100.0, 1100.0, 960.0, 540.0)  # fx, fy, cx, cy in pixels
 CREATED_AT = _dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc)  # fixed: same seed, same bytes
-SIDES = ("left", "right")
 
 # Maximum flexion (radians) of the three joints of each finger, MANO finger order
 # (index, middle, pinky, ring, thumb), and abduction weight of each finger's first joint.
@@ -243,10 +243,10 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
     grid[b_idx, t_idx] = torch.stack(hands, 1)
     valid = torch.zeros(n, MAX_FRAMES, 2, dtype=torch.bool)
     valid[b_idx, t_idx] = torch.from_numpy(presence)
-    trans = grid[..., 96:] - origin[:, None, None, :]
+    trans = grid[..., TRANSL] - origin[:, None, None, :]
     grid = torch.where(valid[..., None], grid, identity_hand_vec())
     trans = fill_last_valid(trans.transpose(0, 1), valid.transpose(0, 1)).transpose(0, 1)
-    grid = torch.cat([grid[..., :96], trans], -1)
+    grid = torch.cat([grid[..., :TRANSL.start], trans], -1)
     motion = grid[b_idx, t_idx].reshape(-1, 2 * HAND_DIM).numpy()  # [F,198]
 
     fx, fy, cx, cy = cfg.intrinsics
@@ -259,17 +259,14 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
     for i, (d, m, pr, j3, k2) in enumerate(zip(drafts, np.split(motion, cuts), np.split(presence, cuts),
                                                np.split(joints_np, cuts), np.split(kp, cuts))):
         p = d.plan
-        rows.append({
-            "clip_id": f"{p.video_id}-{p.clip_index:03d}", "video_id": p.video_id,
-            "source_uri": f"synthetic://seed-{cfg.seed}/video-{p.video_index:06d}",
-            "start_s": p.start_s, "end_s": round(p.start_s + p.num_frames / FPS, 6), "fps": FPS,
-            "num_frames": p.num_frames, "split": split_for(p.video_id), "motion": m, "presence": pr,
-            "joints3d": j3, "keypoints2d": k2, "pose_convention": "skeleton-ik",
-            "captions": [{"source": "synthetic", "text": t} for t in d.captions],
-            "tracker": {"name": "synthetic", "version": GENERATOR_VERSION},
-            "quality": quality[i], "created_at": CREATED_AT, "fingerprint": cfg.fingerprint,
-            "reader": "synthetic", "image_size": list(cfg.image_size), "intrinsics": list(cfg.intrinsics),
-        })
+        rows.append(make_row(
+            clip_id=f"{p.video_id}-{p.clip_index:03d}", video_id=p.video_id,
+            source_uri=f"synthetic://seed-{cfg.seed}/video-{p.video_index:06d}", start_s=p.start_s,
+            motion=m, presence=pr, joints3d=j3, keypoints2d=k2, pose_convention="skeleton-ik",
+            captions=[{"source": "synthetic", "text": t} for t in d.captions],
+            tracker={"name": "synthetic", "version": GENERATOR_VERSION}, quality=quality[i],
+            fingerprint=cfg.fingerprint, reader="synthetic", image_size=cfg.image_size, intrinsics=cfg.intrinsics,
+            created_at=CREATED_AT))
     return rows
 
 

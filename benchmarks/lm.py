@@ -1,0 +1,418 @@
+"""Language-model benchmarks (results in BENCHMARKS.md, "LM").
+
+prepare: a `clutch synth` corpus, SHIFT (tiny preset) and its tokens, the LM stages of one
+         run, and the refinement ablation: from that run's pretrain checkpoint, `refine`
+         with the geometric loss on and with cross-entropy only (geo_weight 0,
+         joint_weight 0), same steps, several seeds. Quality only, nothing timed.
+    python benchmarks/lm.py prepare --out OUT --synth 1200 --seed 0 --shift-steps 600 --seeds 0,1,2
+
+quality: `evaluate_lm` of OUT/run (text-to-motion rows, motion-to-text table) and the
+         ablation table (teacher-forced MPJPE, FID/KID and R@3 of generated motion,
+         mean and spread over seeds). Prints Markdown tables, writes OUT/quality*.json.
+    python benchmarks/lm.py quality --out OUT [--repeats 5] [--mm-texts 32]
+
+speed:   LM training tokens/s and peak memory (tiny preset, CPU), generation latency per
+         clip at batch 1 and 32, the share of generation time spent in the constrained
+         decoding LogitsProcessor, and on CUDA a flan-t5-base-shaped model (config only,
+         random weights) in bf16. Run it on a quiet machine. Prints a Markdown table.
+    python benchmarks/lm.py speed --out OUT [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STAGES = ("pretrain", "refine", "instruct")
+
+
+def lm_config(args, **over):
+    from clutch_core.lm.config import preset_config
+
+    extra = json.loads(args.lm) if getattr(args, "lm", None) else {}
+    return preset_config("tiny", **{**extra, **over})
+
+
+def ablation_runs(out: Path, seeds: list[int]) -> dict[str, Path]:
+    """name -> run folder of the refinement ablation ("geo-s0" is the main run's own refine)."""
+    runs = {}
+    for s in seeds:
+        runs[f"geo-s{s}"] = out / "run" if s == seeds[0] else out / "ablation" / f"geo-s{s}"
+        runs[f"ce-s{s}"] = out / "ablation" / f"ce-s{s}"
+    return runs
+
+
+def fork_run(src: Path, dest: Path, dataset: Path) -> None:
+    """A run holding src's SHIFT, pretrain stage and a copy of its tokens (named after dest)."""
+    from clutch_core.shift.tokenize import tokens_dir
+
+    if (dest / "pretrain" / "metrics.json").exists():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in ("shift", "pretrain"):
+        shutil.rmtree(dest / part, ignore_errors=True)
+        shutil.copytree(src / part, dest / part)
+    tok = tokens_dir(dest, dataset)
+    if not tok.exists():
+        shutil.copytree(tokens_dir(src, dataset), tok)
+
+
+def claim(run: Path) -> bool:
+    """True for the one process that may train this ablation run (several `prepare` may share the work)."""
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(run / ".bench-claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return (run / "refine" / "metrics.json").exists()
+
+
+def prepare(args) -> None:
+    from clutch_core.lm.train import run_stage
+    from clutch_core.shift.tokenize import tokenize_dataset
+    from clutch_core.shift.train import preset_config as shift_config, train_tokenizer
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    dataset = out / "synth"
+    if not (dataset / "shards").is_dir():
+        from clutch_core.synth import SynthConfig, write_corpus
+
+        write_corpus(dataset, SynthConfig(clips=args.synth, seed=args.seed))
+        print(f"synth: {args.synth} clips (seed {args.seed})", flush=True)
+    run = out / "run"
+    m = train_tokenizer(dataset, run, shift_config("tiny", max_steps=args.shift_steps), progress=False)
+    print(f"shift: {m['steps']} steps, val MPJPE {m['val_mpjpe_mm']:.1f} mm", flush=True)
+    tokenize_dataset(run, dataset, progress=False)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cfg = lm_config(args, seed=seeds[0])
+    times = {}
+    for stage in ("pretrain", "refine"):
+        if args.ablation_only and stage == "refine":
+            break
+        t0 = time.perf_counter()
+        m = run_stage(stage, dataset, run, cfg, progress=False)
+        times[stage] = time.perf_counter() - t0
+        print(f"{stage}: {m['steps']} steps, val CE {m['val_ce']:.3f}, tf MPJPE {m['val_tf_mpjpe_mm']:.1f} mm",
+              flush=True)
+    names = list(ablation_runs(out, seeds).items())
+    for name, r in (reversed(names) if args.reverse else names):
+        if r == run or not claim(r):
+            continue
+        kind, seed = name.split("-s")
+        fork_run(run, r, dataset)
+        over = dict(seed=int(seed)) if kind == "geo" else dict(seed=int(seed), geo_weight=0.0, joint_weight=0.0)
+        m = run_stage("refine", dataset, r, lm_config(args, **over), progress=False)
+        print(f"ablation {name}: tf MPJPE {m['val_tf_mpjpe_mm']:.1f} mm, val CE {m['val_ce']:.3f}", flush=True)
+    if args.ablation_only:
+        return
+    t0 = time.perf_counter()
+    m = run_stage("instruct", dataset, run, cfg, progress=False)
+    times["instruct"] = time.perf_counter() - t0
+    print(f"instruct: {m['steps']} steps, val CE {m['val_ce']:.3f}", flush=True)
+    (out / "prepare.json").write_text(json.dumps({"synth": args.synth, "seed": args.seed,
+                                                  "shift_steps": args.shift_steps, "seeds": seeds,
+                                                  "stage_seconds": times}, indent=1))
+
+
+# ------------------------------------------------------------------------------ quality
+
+
+def fmt(row: dict, key: str, digits: int = 3) -> str:
+    v = row.get(key)
+    if v is None:
+        return "-"
+    ci = row.get(f"{key}_ci95")
+    return f"{v:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci else "")
+
+
+def t2m_markdown(rep: dict) -> str:
+    cols = [("r_precision_top1", "R@1"), ("r_precision_top2", "R@2"), ("r_precision_top3", "R@3"), ("fid", "FID"),
+            ("kid", "KID"), ("mm_dist", "MM-Dist"), ("diversity", "Diversity"), ("multimodality", "MultiModality")]
+    lines = ["| text-to-motion | " + " | ".join(c for _, c in cols) + " |", "|---|" + "---|" * len(cols)]
+    for name in ("real", "clutch", "chance"):
+        row = rep["t2m"][name]
+        cells = []
+        for k, _ in cols:
+            cell = fmt(row, k)
+            if k == "kid" and "kid_lo" in row:
+                cell += f" [{row['kid_lo']:.3f}, {row['kid_hi']:.3f}]"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def m2t_markdown(rep: dict) -> str:
+    bk = rep.get("bertscore_key") or "bertscore"
+    cols = [("r_precision_top3", "R@3"), ("bleu_1", "BLEU-1"), ("bleu_4", "BLEU-4"), ("rouge_l", "ROUGE-L"),
+            ("cider", "CIDEr"), (bk, bk)]
+    lines = ["| motion-to-text | " + " | ".join(c for _, c in cols) + " |", "|---|" + "---|" * len(cols)]
+    for name in ("clutch", "most_frequent_caption", "nearest_training_motion", "real"):
+        lines.append(f"| {name} | " + " | ".join(fmt(rep["m2t"][name], k) for k, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def spread(vals: list[float]) -> str:
+    mean = statistics.fmean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def ablation_markdown(rows: dict[str, dict]) -> str:
+    cols = [("tf_mpjpe_mm", "teacher-forced MPJPE mm"), ("fid", "FID"), ("kid", "KID"),
+            ("r_precision_top3", "R@3"), ("tf_ce", "teacher-forced CE")]
+    lines = ["| refine | seeds | " + " | ".join(c for _, c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for kind, label in (("geo", "geometric loss on (refine)"), ("ce", "cross-entropy only")):
+        rs = [r for n, r in rows.items() if n.startswith(kind + "-")]
+        if rs:
+            lines.append(f"| {label} | {len(rs)} | " + " | ".join(spread([r[k] for r in rs]) for k, _ in cols) + " |")
+    lines.append("")
+    lines.append("| run | " + " | ".join(c for _, c in cols) + " |")
+    lines.append("|---|" + "---|" * len(cols))
+    for n, r in rows.items():
+        lines.append(f"| {n} | " + " | ".join(f"{r[k]:.3f}" for k, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def quality(args) -> None:
+    from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    dataset = out / "synth"
+    prep = json.loads((out / "prepare.json").read_text()) if (out / "prepare.json").exists() else {}
+    seeds = prep.get("seeds", [0, 1, 2])
+    base = dict(repeats=args.repeats, mm_texts=args.mm_texts, mm_generations=args.mm_generations)
+    result = {"prepare": prep}
+    if not args.skip_main:
+        rep = evaluate_lm(out / "run", dataset, LMEvalConfig(**base), progress=False)
+        result["main"] = rep
+        print(f"\n{rep['stage']} stage, evaluation set {rep['eval_set']} ({rep['n_clips']} clips), "
+              f"evaluator {rep['evaluator_hash']}, {args.repeats} repeats\n")
+        print(t2m_markdown(rep) + "\n\n" + m2t_markdown(rep), flush=True)
+    rows = {}
+    for name, r in ablation_runs(out, seeds).items():
+        if args.skip_ablation or not (r / "refine" / "metrics.json").exists():
+            continue
+        rep = evaluate_lm(r, dataset, LMEvalConfig(**{**base, "mm_texts": 2, "mm_generations": 2}, stage="refine",
+                                                   parts=("t2m",)), progress=False)
+        rows[name] = rep["t2m"]["clutch"]
+        print(name, json.dumps({k: rows[name][k] for k in ("tf_mpjpe_mm", "fid", "kid", "r_precision_top3")}),
+              flush=True)
+    result["ablation"] = rows
+    if rows:
+        print("\n" + ablation_markdown(rows), flush=True)
+    name = "quality" + ("-ablation" if args.skip_main else "") + ("-main" if args.skip_ablation else "")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+
+
+# -------------------------------------------------------------------------------- speed
+
+
+def train_speed(args) -> None:
+    """(child process) one stage's tokens/s and the process's peak resident memory, as JSON."""
+    from clutch_core.lm.train import run_stage
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    cfg = lm_config(args, max_steps=args.steps, ckpt_every=10**9, eval_clips=8)
+    m = run_stage(args.stage, Path(args.dataset), run, cfg, progress=False)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"stage": args.stage, "steps": m["steps_this_run"], "tokens_per_s": m["train_tokens_per_s"],
+                      "s_per_step": m["train_seconds_this_run"] / max(m["steps_this_run"], 1), "peak_rss_mb": peak_mb}))
+
+
+class ProcessorClock:
+    """Wall time spent inside MotionConstraint.__call__ while it is installed."""
+
+    def __init__(self):
+        from clutch_core.lm.decode import MotionConstraint
+
+        self.cls, self.orig, self.seconds = MotionConstraint, MotionConstraint.__call__, 0.0
+
+    def __enter__(self):
+        orig = self.orig
+
+        def timed(proc, input_ids, scores):
+            t0 = time.perf_counter()
+            r = orig(proc, input_ids, scores)
+            if r.is_cuda:
+                torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - t0
+            return r
+
+        self.cls.__call__ = timed
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.__call__ = self.orig
+
+
+def generation_speed(run: Path, dataset: Path, device: str, repeats: int) -> list[dict]:
+    """Per-clip latency of text-to-motion at batch 1 and 32 (clip lengths of the test split), and the
+    processor's share of it."""
+    from clutch_core.eval.data import eval_clips
+    from clutch_core.lm.api import generate
+
+    clips, _ = eval_clips(dataset, "test")
+    clips = clips[:32]
+    texts = [c["captions"][0]["text"] for c in clips]
+    secs = [c["num_frames"] / 15 for c in clips]
+    generate(run, texts[:2], seconds=secs[:2], device=device)  # load and warm up
+    rows = []
+    for batch, n in ((1, 8), (32, 32)):
+        times, share = [], []
+        for _ in range(repeats):
+            with ProcessorClock() as clock:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                generate(run, texts[:n], seconds=secs[:n], batch_size=batch, device=device)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+            times.append(dt / n)
+            share.append(clock.seconds / dt)
+        rows.append({"what": f"generation, batch {batch}", "device": device, "ms_per_clip": 1000 * statistics.median(times),
+                     "processor_share": statistics.median(share)})
+    return rows
+
+
+def gpu_flan_t5_base(repeats: int) -> list[dict]:
+    """flan-t5-base's shape (config only, random weights) in bf16 on CUDA: train tokens/s, peak memory,
+    constrained generation latency at batch 1 and 32 and the processor's share."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from clutch_core.lm.decode import generate_motion_ids
+    from clutch_core.lm.vocab import MotionVocab
+
+    vocab = MotionVocab(32100, ("left_traj", "left_pose", "right_traj", "right_pose"),
+                        (("traj", 4096), ("pose", 4096)), 4)
+    cfg = T5Config(vocab_size=vocab.size, d_model=768, d_ff=2048, d_kv=64, num_layers=12, num_decoder_layers=12,
+                   num_heads=12, feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=0,
+                   eos_token_id=1, decoder_start_token_id=0)
+    model = T5ForConditionalGeneration(cfg).to("cuda", torch.bfloat16)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
+    b, li, lt = 32, 256, 192
+    x = torch.randint(2, 32000, (b, li), device="cuda")
+    y = torch.randint(vocab.motion_start, vocab.size, (b, lt), device="cuda")
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(3 + repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(input_ids=x, labels=y).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    rows = [{"what": "flan-t5-base shape, training (batch 32 x 256 in / 192 out)", "device": torch.cuda.get_device_name(),
+             "tokens_per_s": b * (li + lt) / statistics.median(times),
+             "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20}]
+    model.eval()
+    for batch in (1, 32):
+        ids = x[:batch, :32]
+        mask = torch.ones_like(ids)
+        generate_motion_ids(model, ids, mask, vocab, 36, 30)  # warm up
+        ts, share = [], []
+        for _ in range(repeats):
+            with ProcessorClock() as clock:
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                generate_motion_ids(model, ids, mask, vocab, 36, 30)  # 30 steps = 120 frames
+                torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+            ts.append(dt / batch)
+            share.append(clock.seconds / dt)
+        rows.append({"what": f"flan-t5-base shape, generation of 120 frames, batch {batch}",
+                     "device": torch.cuda.get_device_name(), "ms_per_clip": 1000 * statistics.median(ts),
+                     "processor_share": statistics.median(share)})
+    return rows
+
+
+def speed(args) -> None:
+    import subprocess
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    dataset, run = out / "synth", out / "run"
+    rows = []
+    for stage in ("pretrain", "refine"):
+        scratch = out / "speed" / stage
+        shutil.rmtree(scratch, ignore_errors=True)
+        fork_run(run, scratch, dataset)
+        if stage == "pretrain":
+            shutil.rmtree(scratch / "pretrain")
+            shutil.copytree(run / "pretrain" / "text_tokenizer", scratch / "pretrain" / "text_tokenizer")
+        cmd = [sys.executable, __file__, "_train", "--dataset", str(dataset), "--run", str(scratch), "--stage", stage,
+               "--steps", str(args.train_steps), "--threads", str(args.threads)] + (["--lm", args.lm] if args.lm else [])
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append({"what": f"tiny preset, {stage} training ({r['steps']} steps)", "device": f"CPU x{args.threads}",
+                     "tokens_per_s": r["tokens_per_s"], "peak_mem_mb": r["peak_rss_mb"]})
+    rows += generation_speed(run, dataset, "cpu", args.repeats)
+    if torch.cuda.is_available():
+        rows += gpu_flan_t5_base(args.repeats)
+    (out / "speed.json").write_text(json.dumps(rows, indent=1))
+    print("| what | device | train tokens/s | peak memory MiB | ms per clip | constrained-decoding share |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        tps = f"{r['tokens_per_s']:.0f}" if "tokens_per_s" in r else "-"
+        mem = f"{r['peak_mem_mb']:.0f}" if "peak_mem_mb" in r else "-"
+        ms = f"{r['ms_per_clip']:.1f}" if "ms_per_clip" in r else "-"
+        share = f"{100 * r['processor_share']:.1f} %" if "processor_share" in r else "-"
+        print(f"| {r['what']} | {r['device']} | {tps} | {mem} | {ms} | {share} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pr = sub.add_parser("prepare")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--synth", type=int, default=1200)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--shift-steps", type=int, default=600)
+    pr.add_argument("--seeds", default="0,1,2")
+    pr.add_argument("--lm", help="JSON of LMConfig overrides, e.g. '{\"pretrain_steps\": 800}'")
+    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--ablation-only", action="store_true",
+                    help="only the ablation runs (pretrain must be done), e.g. in a second process")
+    pr.add_argument("--reverse", action="store_true", help="ablation runs in reverse order")
+    q = sub.add_parser("quality")
+    q.add_argument("--out", required=True)
+    q.add_argument("--repeats", type=int, default=10)
+    q.add_argument("--mm-texts", type=int, default=32)
+    q.add_argument("--mm-generations", type=int, default=10)
+    q.add_argument("--skip-main", action="store_true", help="only the refinement ablation")
+    q.add_argument("--skip-ablation", action="store_true", help="only the main run")
+    q.add_argument("--threads", type=int, default=1)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--out", required=True, help="the folder `prepare` wrote")
+    sp.add_argument("--train-steps", type=int, default=30)
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.add_argument("--lm", help="JSON of LMConfig overrides")
+    sp.add_argument("--threads", type=int, default=2)
+    tr = sub.add_parser("_train", help=argparse.SUPPRESS)
+    for a in ("--dataset", "--run", "--stage"):
+        tr.add_argument(a, required=True)
+    tr.add_argument("--steps", type=int, required=True)
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--lm")
+    args = p.parse_args()
+    {"prepare": prepare, "quality": quality, "speed": speed, "_train": train_speed}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

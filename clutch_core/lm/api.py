@@ -1,0 +1,235 @@
+"""Using a trained run: text -> motion (`generate`) and motion -> text (`caption`).
+
+The run's latest finished LM stage is used (instruct, else refine, else pretrain) with
+the run's SHIFT to turn codes into motion. Bad input raises ValueError or
+FileNotFoundError with a message naming the argument or file (the CLI maps them to
+exit 2).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from clutch_core.lm.config import STAGES
+from clutch_core.lm.tasks import Renderer, seconds_text, templates
+from clutch_core.lm.vocab import MotionVocab
+from layout import FPS, FRAME_DIM, MAX_FRAMES
+
+TRAIN_HINT = "clutch train DATASET --out {run} --stages pretrain,refine,instruct"
+
+
+class Motion(NamedTuple):
+    motion: np.ndarray  # [T, 198] float32
+    presence: np.ndarray  # [T, 2] bool
+
+
+@dataclass
+class RunLM:
+    stage: str
+    model: Any  # T5ForConditionalGeneration, eval mode
+    tokenizer: Any
+    vocab: MotionVocab
+    shift: Any  # clutch_core.shift.model.MotionTokenizer, eval mode
+    stats: Any  # MotionStats
+    max_text_tokens: int
+
+    @property
+    def max_steps(self) -> int:
+        return MAX_FRAMES // self.vocab.frames_per_step
+
+
+def lm_dir(run: str | os.PathLike, stage: str | None = None) -> tuple[str, Path]:
+    """(stage, RUN/<stage>/model) of the latest finished LM stage (or the one asked for)."""
+    from clutch_core.lm.train import METRICS, MODEL_DIR
+
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
+    for s in ([stage] if stage else reversed(STAGES)):
+        if s not in STAGES:
+            raise ValueError(f"stage must be one of {list(STAGES)}, got {s!r}")
+        d = run / s / MODEL_DIR
+        if (run / s / METRICS).exists() and (d / "motion_vocab.json").exists():
+            return s, d
+    missing = stage or "pretrain"
+    raise FileNotFoundError(f"{run / missing}: no trained language model (stage {missing!r} has not finished); "
+                            f"train it with `{TRAIN_HINT.format(run=run)}`")
+
+
+def _shift_hash(run: Path) -> str:
+    from clutch_core.shift.checkpoint import MODEL
+
+    h = hashlib.sha256()
+    with open(run / "shift" / MODEL, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:10]
+
+
+def load_run_lm(run: str | os.PathLike, stage: str | None = None, device: str = "cpu") -> RunLM:
+    stage, d = lm_dir(run, stage)
+    return _load(str(Path(run).resolve()), stage, str(d), (d / "motion_vocab.json").stat().st_mtime_ns, device)
+
+
+@lru_cache(maxsize=4)
+def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
+    from clutch_core.lm.model import load_lm
+    from clutch_core.shift.checkpoint import load_tokenizer
+
+    model, tok, vocab, meta = load_lm(folder, device)
+    shift, stats, config = load_tokenizer(run, device)
+    want = MotionVocab.from_tokenizer_config(vocab.base, config)
+    if want != vocab or meta.get("shift_weights") != _shift_hash(Path(run)):
+        raise ValueError(f"{folder}: language model was trained on other motion tokens than "
+                         f"{Path(run) / 'shift'} (tokenizer/LM mismatch); retrain the LM stages of this run")
+    return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)))
+
+
+def _check_texts(lm: RunLM, texts: Sequence[str]) -> list[list[int]]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise ValueError("texts: no text given")
+    r = Renderer(lm.tokenizer, lm.vocab)
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"text {i}: empty text")
+        n = len(r.text(t.strip()))
+        if n > lm.max_text_tokens:
+            raise ValueError(f"text {i}: {n} tokens, longer than the {lm.max_text_tokens} this model accepts")
+    return out
+
+
+def steps_for(seconds: float | None, frames_per_step: int) -> tuple[int | None, int | None]:
+    """(latent steps to generate, frames to keep) for a length in seconds (None: the model's <eom>)."""
+    if seconds is None:
+        return None, None
+    frames = int(round(float(seconds) * FPS))
+    if not np.isfinite(seconds) or frames < 1 or frames > MAX_FRAMES:
+        raise ValueError(f"seconds must be in (0, {MAX_FRAMES / FPS:g}], got {seconds}")
+    return -(-frames // frames_per_step), frames
+
+
+def codes_to_motion(lm: RunLM, codes: np.ndarray, presence: np.ndarray, frames: int | None = None) -> Motion:
+    """codes [S, n] + step presence [S, 2] -> Motion with absent frames filled as the data layout says
+    (identity rotations, the last valid wrist translation)."""
+    from clutch_core.hands.motion import fill_last_valid, identity_hand_vec
+
+    stride = lm.vocab.frames_per_step
+    with torch.no_grad():
+        x = lm.stats.denormalize(lm.shift.decode(torch.as_tensor(codes)[None].to(next(lm.shift.parameters()).device))[0].cpu())
+    p = torch.as_tensor(presence).repeat_interleave(stride, 0)  # [T, 2]
+    hands = x.view(-1, 2, 99)
+    hands = torch.where(p[..., None], hands, identity_hand_vec())
+    hands[..., 96:] = fill_last_valid(hands[..., 96:], p)
+    t = frames or hands.shape[0]
+    return Motion(hands.reshape(-1, FRAME_DIM)[:t].numpy().astype(np.float32), p[:t].numpy())
+
+
+def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float | Sequence[float] | None = None,
+             samples: int = 1,
+             seed: int = 0, do_sample: bool | None = None, temperature: float = 1.0, top_k: int | None = None,
+             batch_size: int = 32, stage: str | None = None, device: str = "cpu") -> list[list[Motion]]:
+    """Text -> motion. Returns, per text, `samples` Motion(motion [T, 198], presence [T, 2]).
+
+    Greedy when samples == 1 and do_sample is not set; otherwise sampling with temperature and
+    top-k. With `seconds` (one for every text, or one per text) the motion has
+    round(seconds * 15) frames; without, the model's <eom> ends it (4..144 frames).
+    """
+    from clutch_core.lm.decode import generate_motion_ids
+    from clutch_core.lm.data import collate
+    from clutch_core.lm.tasks import Example
+
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    lm = load_run_lm(run, stage, device)
+    _check_texts(lm, texts)
+    per_text = [seconds] * len(texts) if seconds is None or np.ndim(seconds) == 0 else list(seconds)
+    if len(per_text) != len(texts):
+        raise ValueError(f"seconds: {len(per_text)} lengths for {len(texts)} texts")
+    lengths = [steps_for(s, lm.vocab.frames_per_step) for s in per_text for _ in range(samples)]  # (steps, frames)
+    sample = (samples > 1) if do_sample is None else do_sample
+    task = "t2m" if seconds is None else "t2m_seconds"
+    tmpl = templates()[task][0]["input"]
+    r = Renderer(lm.tokenizer, lm.vocab)
+    prompts = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": t.strip()})[0]
+               for t, s in zip(texts, per_text) for _ in range(samples)]
+    torch.manual_seed(seed)
+    out: list[Motion] = []
+    for k in range(0, len(prompts), batch_size):
+        b = collate([Example(p, [0]) for p in prompts[k:k + batch_size]], lm.tokenizer.pad_token_id, 10**6, 1)
+        chunk = lengths[k:k + batch_size]
+        steps = None if seconds is None else [s for s, _ in chunk]
+        ids = generate_motion_ids(lm.model, b["input_ids"].to(device), b["attention_mask"].to(device), lm.vocab,
+                                  lm.max_steps, steps, sample, temperature, top_k)
+        for row, (_, frames) in zip(ids.cpu().tolist(), chunk):
+            codes, pres = lm.vocab.decode(row)
+            out.append(codes_to_motion(lm, codes, pres, frames))
+    return [out[i * samples:(i + 1) * samples] for i in range(len(texts))]
+
+
+def check_motion(motion, presence, name: str = "motion") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a motion [T, 198] and presence [T, 2] given by a user."""
+    m = np.asarray(motion)
+    if m.ndim != 2 or m.shape[1] != FRAME_DIM or not 1 <= m.shape[0] <= MAX_FRAMES:
+        raise ValueError(f"{name}: must be [T, {FRAME_DIM}] with 1 <= T <= {MAX_FRAMES}, got {list(m.shape)}")
+    if not np.isfinite(m).all():
+        raise ValueError(f"{name}: has non-finite values (NaN or inf)")
+    p = np.ones((m.shape[0], 2), bool) if presence is None else np.asarray(presence)
+    if p.shape != (m.shape[0], 2):
+        raise ValueError(f"{name}: presence must be [{m.shape[0]}, 2], got {list(p.shape)}")
+    return m.astype(np.float32), p.astype(bool)
+
+
+def motion_codes(lm: RunLM, motion: np.ndarray, presence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Motion [T, 198] -> (codes [S, n], step presence [S, 2]) through the run's SHIFT, as tokenize does."""
+    stride = lm.vocab.frames_per_step
+    t = -(-motion.shape[0] // stride) * stride
+    x = torch.zeros(1, t, FRAME_DIM)
+    p = torch.zeros(1, t, 2, dtype=torch.bool)
+    x[0, :len(motion)], p[0, :len(motion)] = torch.from_numpy(motion), torch.from_numpy(presence)
+    x = lm.stats.normalize(x) * p.repeat_interleave(99, -1)
+    dev = next(lm.shift.parameters()).device
+    with torch.no_grad():
+        o = lm.shift(x.to(dev), p.to(dev))
+    return o.tokens[0].cpu().numpy(), o.latent_presence[0].cpu().numpy()
+
+
+def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, max_length: int = 48,
+            stage: str | None = None, device: str = "cpu") -> str:
+    """Motion [T, 198] (+ presence [T, 2], default all present) -> one caption."""
+    return captions(run, [(motion, presence)], num_beams, max_length, stage, device)[0]
+
+
+def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_beams: int = 1, max_length: int = 48,
+             stage: str | None = None, device: str = "cpu", batch_size: int = 32) -> list[str]:
+    """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions."""
+    from clutch_core.lm.data import collate
+    from clutch_core.lm.decode import generate_text_ids
+    from clutch_core.lm.tasks import Example
+
+    if max_length < 1 or num_beams < 1:
+        raise ValueError(f"max_length and num_beams must be >= 1, got {max_length}, {num_beams}")
+    checked = [check_motion(m, p, f"motion {i}") for i, (m, p) in enumerate(motions)]
+    lm = load_run_lm(run, stage, device)
+    r = Renderer(lm.tokenizer, lm.vocab)
+    tmpl = templates()["m2t"][0]["input"]
+    prompts = [r.render(tmpl, {"motion": lm.vocab.encode(*motion_codes(lm, m, p))})[0] for m, p in checked]
+    banned = [i for i in lm.tokenizer.all_special_ids if i != lm.tokenizer.eos_token_id and i < lm.vocab.base]
+    out: list[str] = []
+    for k in range(0, len(prompts), batch_size):
+        b = collate([Example(p, [0]) for p in prompts[k:k + batch_size]], lm.tokenizer.pad_token_id, 10**6, 1)
+        ids = generate_text_ids(lm.model, b["input_ids"].to(device), b["attention_mask"].to(device), lm.vocab,
+                                banned, num_beams, max_length)
+        out += [s.strip() for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return out

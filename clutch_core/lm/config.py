@@ -1,0 +1,94 @@
+"""The language-model stages' settings: one typed config, two presets.
+
+`tiny`: a T5 built from a config (random weights) with a Unigram text tokenizer trained
+on the dataset's captions: runs on a CPU in minutes with nothing downloaded.
+`paper`: flan-t5-base from `base` (a folder, or the hub id google/flan-t5-base, which is
+downloaded only because it is named), AdamW 2e-4 betas (0.9, 0.99) as the authors.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+STAGES = ("pretrain", "refine", "instruct")
+
+
+@dataclass
+class LMConfig:
+    preset: str = "tiny"
+    base: Optional[str] = None  # path or hub id of a T5 (paper: google/flan-t5-base); None: built from the fields below
+    text_vocab: int = 800  # size of the Unigram tokenizer trained on the captions (tiny)
+    d_model: int = 192
+    d_ff: int = 512
+    layers: int = 3  # encoder and decoder layers each
+    heads: int = 4
+    d_kv: int = 48
+    dropout: float = 0.1
+    batch: int = 16
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    pretrain_steps: int = 1200
+    refine_steps: int = 300
+    instruct_steps: int = 300
+    max_steps: Optional[int] = None  # caps every stage (--max-steps)
+    noise_density: float = 0.15
+    mean_span: float = 3.0
+    max_input: int = 256  # tokens
+    max_target: int = 192
+    max_text_tokens: int = 224  # longest prompt text accepted by generate(): what training saw in full (max_input less the template)
+    # geometric refinement (docs/lm.md, "Geometric refinement", says why these defaults)
+    geo_weight: float = 1.0  # lambda on smooth-L1 of decoded motion (normalized space)
+    joint_weight: float = 10.0  # on mean joint distance in metres (1 cm -> 0.1)
+    tau: float = 1.0  # Gumbel-softmax temperature at the start of refine ...
+    tau_end: float = 0.5  # ... annealed linearly to this at its end
+    straight_through: bool = False
+    geo_ramp: float = 0.2  # share of refine steps over which lambda ramps up from 0
+    ckpt_every: int = 100
+    log_every: int = 10
+    eval_clips: int = 64  # validation clips for the stage metrics
+    seed: int = 0
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+
+    def steps(self, stage: str) -> int:
+        n = getattr(self, f"{stage}_steps")
+        return min(n, self.max_steps) if self.max_steps is not None else n
+
+    def identity(self, stage: str) -> dict[str, Any]:
+        """Settings that change the stage's trained weights (not the step cap: a finished stage can be extended)."""
+        d = dataclasses.asdict(self)
+        for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens",
+                  *(f"{s}_steps" for s in STAGES)):
+            d.pop(k)
+        if stage != "refine":
+            for k in ("geo_weight", "joint_weight", "tau", "tau_end", "straight_through", "geo_ramp"):
+                d.pop(k)
+        d["betas"] = list(d["betas"])
+        d["stage"] = stage
+        return d
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=1e-3, warmup_steps=50,
+                 pretrain_steps=1200, refine_steps=300, instruct_steps=300),
+    "paper": dict(base="google/flan-t5-base", batch=32, lr=2e-4, warmup_steps=1000, pretrain_steps=100_000,
+                  refine_steps=20_000, instruct_steps=20_000, ckpt_every=1000, log_every=50, max_input=320,
+                  max_target=256, max_text_tokens=128),
+}
+
+
+def preset_config(preset: str = "tiny", **overrides: Any) -> LMConfig:
+    """An LMConfig from a preset with overrides (None values ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(LMConfig)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise ValueError(f"unknown language-model setting(s) {unknown}")
+    cfg = LMConfig(preset=preset, **{**PRESETS[preset], **given})
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {cfg.max_steps}")
+    return cfg

@@ -1,0 +1,102 @@
+"""The stages of train-clutch, in one table: name -> function and the config section it reads.
+
+A stage added here is a flow task, a valid `stages` value of `clutch train` and of the
+train-clutch deployment, and a row of docs/shift.md's stage table. Each stage skips
+itself when its output is complete and resumes from its last checkpoint when it is not.
+
+`run_stages` is the one stage runner: the flow calls it with each stage wrapped in a task;
+under torchrun the ranks other than 0 call it directly (see clutch_cli/train.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[str, str, Any, bool], dict]  # (dataset, out, section, progress) -> summary
+    section: Callable[[Any], Any]  # flows.config.TrainClutchConfig -> the config this stage reads
+    every_rank: bool = True  # False: rank 0 only under torchrun (e.g. a single writer)
+    doc: str = ""
+
+
+SHIFT_SUMMARY = ("tokenizer", "steps", "val_mpjpe_mm", "val_mpjpe_traj_mm", "val_mpjpe_pose_mm", "perplexity",
+                 "codebook_usage")
+
+
+def _shift(dataset: str, out: str, cfg, progress: bool) -> dict:
+    from clutch_core.shift.train import train_tokenizer
+
+    m = train_tokenizer(dataset, out, cfg, progress=progress)
+    if not m:  # a rank other than 0
+        return {}
+    log.info("shift (%s, %d steps): val MPJPE %.2f mm", m["tokenizer"], m["steps"], m["val_mpjpe_mm"])
+    return {k: m[k] for k in SHIFT_SUMMARY if k in m}
+
+
+def _tokenize(dataset: str, out: str, _section, progress: bool) -> dict:
+    from clutch_core.shift.tokenize import tokenize_dataset
+
+    s = tokenize_dataset(out, dataset, progress=progress)
+    log.info("tokenize: %d clips written, %d already there -> %s", s["written"], s["skipped"], s["dir"])
+    return s
+
+
+def _lm(stage: str) -> Callable[[str, str, Any, bool], dict]:
+    def run(dataset: str, out: str, cfg, progress: bool) -> dict:
+        from clutch_core.lm.train import run_stage
+
+        m = run_stage(stage, dataset, out, cfg, progress=progress)
+        log.info("%s (%d steps): val CE %.3f, motion-token accuracy %.3f, teacher-forced MPJPE %.1f mm", stage,
+                 m["steps"], m["val_ce"], m["val_motion_token_acc"], m["val_tf_mpjpe_mm"])
+        return {k: m[k] for k in LM_SUMMARY if k in m}
+
+    return run
+
+
+LM_SUMMARY = ("stage", "steps", "val_ce", "val_motion_token_acc", "val_tf_mpjpe_mm", "train_tokens_per_s")
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("shift", _shift, lambda c: c.shift_config(),
+          doc="train the motion tokenizer (SHIFT, or a baseline); writes RUN/shift/ (model, config, checkpoint, "
+              "metrics.json, train_log.jsonl)"),
+    Stage("tokenize", _tokenize, lambda c: None, every_rank=False,
+          doc="write the motion tokens of every clip to DATASET/tokens/"),
+    Stage("pretrain", _lm("pretrain"), lambda c: c.lm_config(), every_rank=False,
+          doc="language model: T5 + motion tokens, span corruption mixed with text-to-motion / motion-to-text; "
+              "writes RUN/pretrain/"),
+    Stage("refine", _lm("refine"), lambda c: c.lm_config(), every_rank=False,
+          doc="geometric refinement: cross-entropy + a loss on motion decoded through the frozen SHIFT; "
+              "writes RUN/refine/"),
+    Stage("instruct", _lm("instruct"), lambda c: c.lm_config(), every_rank=False,
+          doc="instruction tuning on instruction templates of every task; writes RUN/instruct/"),
+)}
+DEFAULT_STAGES = tuple(STAGES)  # all of them
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def run_stages(cfg, call: Callable[[Stage, Callable[[], dict]], dict] | None = None) -> dict[str, dict]:
+    """Run cfg.stages in order; `call(stage, thunk)` runs one (default: directly). -> {stage: summary}."""
+    call = call or (lambda stage, thunk: thunk())
+    dataset, out = os.path.abspath(cfg.dataset), os.path.abspath(cfg.out)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    result: dict[str, dict] = {}
+    for name in cfg.stages:
+        stage = STAGES[name]
+        if not stage.every_rank and rank() != 0:
+            continue
+        section = stage.section(cfg)
+        result[name] = call(stage, lambda stage=stage, section=section: stage.run(dataset, out, section, cfg.progress))
+    return result
