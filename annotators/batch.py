@@ -20,6 +20,7 @@ from annotators.errors import BadVideoError
 from annotators.inputs import VideoInput
 from storage.integrity import shard_facts
 from storage.ledger import Ledger
+from storage.remote import push_ledger
 from storage.resume import batch_key
 from storage.writer import write_shard
 
@@ -40,7 +41,8 @@ class BatchOutcome:
 
 
 class Progress:
-    """Thread-safe counters of the builds running in this process (drawn by `clutch build`)."""
+    """Thread-safe counters of the batches run in this process. `clutch build`'s bar counts Prefect's
+    task states instead (flows/build_progress.py), which also sees batches run in other processes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -118,7 +120,7 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
             pending.discard(v.video_id)
             out.quarantined[v.video_id] = reason
             progress.add(quarantined=1)
-            log.warning("quarantined %s", reason)
+            log.debug("quarantined %s", reason)  # the flow logs it as a warning through its run logger
             continue
         except Exception as e:  # retries are spent: keep the error text for --retry-failed
             error = f"{v.path}: {type(e).__name__}: {e}"
@@ -141,6 +143,7 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
         out.shard = facts.name
     # only now: the shard holding their clips is complete on disk
     ledger.mark_batch_done([v.video_id for v in finished], facts)
+    push_ledger(dataset_dir)  # a dataset bound to a store URL: its ledger snapshot follows each batch
     for v in finished:
         pending.discard(v.video_id)
         out.done.append(v.video_id)

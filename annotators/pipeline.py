@@ -2,13 +2,18 @@
 
     decode   probe (PyAV headers) -> reader (decord, PyAV fallback) at reduced size -> the
              15 fps timeline                                           clutch_core.video
-    track    streamed in 1 s chunks: presence pass (the tracker on the first frame of each
-             chunk) -> dense tracking of chunks next to a hand sighting
+    track    streamed in 1 s chunks decoded ahead in a background thread (a bounded queue,
+             `read_ahead_chunks`), so the tracker does not wait for frames: presence pass
+             (the tracker on the first frame of each chunk) -> dense tracking of chunks next
+             to a hand sighting. When the first `presence_probes` probes all see hands the
+             video is taken as hand-dense: the probing stops and every chunk is tracked.
     lift     left/right association -> lift to the camera frame        clutch_core.hands.lift
     clean    per clip (narration segments, else hand spans): gap filling, smoothing,
              quality filter, IK or MANO fit -> motion
     caption  the captioner chain                                       annotators.captioning
     rows     storage.rows.make_row
+
+`VideoResult.seconds_by_step` records where the time went (benchmarks/annotate.py).
 
 Only per-frame detections (~1 KB per frame) are kept for the whole video; frames are
 dropped after each chunk, so memory does not grow with video length.
@@ -62,6 +67,8 @@ class AnnotateConfig:
     tracker_source: str = "local"
     tracker_kwargs: dict[str, Any] = field(default_factory=dict)
     presence_every_s: float = 1.0  # the presence pass probes one frame per this many seconds
+    presence_probes: int = 3  # first probes that, all seeing hands, end the presence pass (0: probe all)
+    read_ahead_chunks: int = _setting(2, output=False)  # decoded chunks queued ahead of the tracker (0: none)
     # lifting and cleaning
     max_gap: int = 5
     smooth_window: int = 7
@@ -122,6 +129,21 @@ class VideoResult:
     num_frames: int  # length of the 15 fps timeline
     seconds: float
     image_size: tuple[int, int]
+    # wall seconds per step: open, track (incl. presence), wait (tracker waiting for frames, part of
+    # track), presence (part of track), lift, clean, ik (part of clean), caption, rows
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Wall seconds accumulated per step name."""
+
+    def __init__(self) -> None:
+        self.s: dict[str, float] = {}
+
+    def add(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.s[name] = self.s.get(name, 0.0) + now - t0
+        return now
 
 
 _local = threading.local()  # trackers are stateful: one per thread, reused across videos
@@ -150,8 +172,8 @@ def _segments(narrations: Sequence[Any] | None) -> list[tuple[float, float, str]
 
 
 def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, segments,
-                 progress) -> tuple[Detections, int]:
-    """Presence pass + dense tracking over the 15 fps timeline, one chunk in memory at a time."""
+                 progress, clock: _Clock) -> tuple[Detections, int]:
+    """Presence pass + dense tracking over the 15 fps timeline, a few chunks in memory at a time."""
     prober = _tracker(cfg, "presence")
     k_len = len(src_index)
     det = Detections.empty(k_len)
@@ -171,8 +193,18 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
         tracked += len(frames)
 
     pending: tuple[int, np.ndarray, bool] | None = None
-    for k0, frames in video.iter_resampled(reader, src_index, chunk):
-        seen = bool(prober.track(frames[:1], 1.0 / cfg.presence_every_s).valid.any())
+    probes, all_seen, dense_video = 0, True, False
+    chunks = video.iter_resampled(reader, src_index, chunk, cfg.read_ahead_chunks)
+    t = time.perf_counter()
+    for k0, frames in chunks:
+        t = clock.add("wait", t)
+        if dense_video:
+            seen = True
+        else:
+            seen = bool(prober.track(frames[:1], 1.0 / cfg.presence_every_s).valid.any())
+            probes, all_seen = probes + 1, all_seen and seen
+            dense_video = all_seen and probes == cfg.presence_probes  # never when presence_probes == 0
+            t = clock.add("presence", t)
         if pending is not None:
             pk0, pframes, pseen = pending
             if pseen or seen or narrated[pk0:pk0 + len(pframes)].any():
@@ -180,6 +212,7 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
             if progress:
                 progress(pk0 + len(pframes), k_len)
         pending = (k0, frames, seen)
+        t = time.perf_counter()
     if pending is not None:
         pk0, pframes, pseen = pending
         if pseen or narrated[pk0:pk0 + len(pframes)].any():
@@ -239,25 +272,33 @@ def annotate_video(
     progress: called as progress(frames_done, frames_total) on the 15 fps timeline.
     """
     cfg = cfg or AnnotateConfig()
-    t_start = time.perf_counter()
+    t_start = clock_t = time.perf_counter()
+    clock = _Clock()
     segments = _segments(narrations)
     dec = decode(path, cfg)
     tracker = _tracker(cfg, "dense")
-    det, tracked = _track_video(tracker, dec.reader, dec.src_index, cfg, segments, progress)
+    clock_t = clock.add("open", clock_t)
+    det, tracked = _track_video(tracker, dec.reader, dec.src_index, cfg, segments, progress, clock)
+    clock_t = clock.add("track", clock_t)
     hands = lift_hands(det, dec, intrinsics)
+    clock_t = clock.add("lift", clock_t)
     windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
     clips = []
     for a, b, text in windows:
-        clip, reason = clean_clip(hands, a, b, text, cfg)
+        clip, reason = clean_clip(hands, a, b, text, cfg, clock)
         if reason:
             dropped.append((reason, 1))
         else:
             clips.append(clip)
+    clock_t = clock.add("clean", clock_t)
     captions = caption(clips, video_id, dec, cfg)
+    clock_t = clock.add("caption", clock_t)
     tracker_id = {"name": str(tracker.name), "version": str(tracker.version)}
     rows = [clip_row(c, caps, path, video_id, dec, hands, tracker_id, cfg) for c, caps in zip(clips, captions)]
+    clock.add("rows", clock_t)
     return VideoResult(rows, _merge_counts(dropped), dec.reader.name, len(np.unique(dec.src_index)), tracked,
-                       len(dec.src_index), time.perf_counter() - t_start, (dec.info.width, dec.info.height))
+                       len(dec.src_index), time.perf_counter() - t_start, (dec.info.width, dec.info.height),
+                       clock.s)
 
 
 def decode(path: str | Path, cfg: AnnotateConfig) -> Decoded:
@@ -283,8 +324,8 @@ def lift_hands(det: Detections, dec: Decoded, intrinsics: Sequence[float] | None
     return Lifted(joints, tracks.kp2d, tracks.score, tracks.present & ok, k_mat)
 
 
-def clean_clip(hands: Lifted, a: int, b: int, text: str | None,
-               cfg: AnnotateConfig) -> tuple[CleanClip | None, str | None]:
+def clean_clip(hands: Lifted, a: int, b: int, text: str | None, cfg: AnnotateConfig,
+               clock: _Clock | None = None) -> tuple[CleanClip | None, str | None]:
     """Frames [a, b): fill gaps, smooth, filter, solve the motion. -> (clip, None) or (None, drop reason)."""
     from clutch_core.hands import lift
 
@@ -298,12 +339,15 @@ def clean_clip(hands: Lifted, a: int, b: int, text: str | None,
         return None, reason
     j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
     kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
+    t_ik = time.perf_counter()
     if cfg.mano_dir:
         from clutch_core.hands.mano import FitConfig
 
         motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir), FitConfig(iterations=cfg.mano_iterations))
     else:
         motion = lift.to_motion(j, pr)
+    if clock is not None:
+        clock.add("ik", t_ik)
     return CleanClip(a, b, j, kp, pr, motion, q, text), None
 
 

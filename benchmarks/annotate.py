@@ -1,14 +1,15 @@
 """Per-video annotator speed on a real video (default: the 4 s 1080p egocentric sample).
 
-Reports, per run, wall seconds of annotate_video (imports and model loading excluded
-after the first run), frames decoded and tracked, clips, and the stage split for the
-last video: decode + resample alone. With several videos, each run annotates them one
-after the other in one thread (as a build batch does, reusing the trackers) and reports
-the batch total and the time spent creating landmarkers.
+Per video: the annotate step (annotate_video + the Parquet write of its rows) broken down
+by step (VideoResult.seconds_by_step: open, track with the presence pass and the time the
+tracker waited for frames, lift, clean with IK, captions, rows; plus write and decode
+alone), its frames/s on the 15 fps timeline, and the ratio to MediaPipe alone (VIDEO mode)
+on the same frames already decoded. Default videos: the 4 s sample and a ~17 s 720p video
+made from it (looped, every other copy mirrored). Prints a Markdown table with the CPU
+model, its bf16 support and the load average. Run it alone.
 
-    python benchmarks/annotate.py                       # sample video, 3 runs
+    python benchmarks/annotate.py                       # sample + 17 s 720p, 3 runs
     python benchmarks/annotate.py VIDEO --runs 1 --reader pyav
-    python benchmarks/annotate.py A.mp4 B.mp4 C.mp4 D.mp4 --runs 3
 
 Numbers depend on the machine and its load; report both with the figures.
 """
@@ -27,44 +28,101 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "ego_kitchen_4s.mp4"
 
 
+def tracker_alone(video_path: str, cfg) -> tuple[float, int]:
+    """(seconds, frames) of MediaPipe alone in VIDEO mode on the annotate step's own frames,
+    decoded beforehand (the 15 fps timeline at the decode size)."""
+    import numpy as np
+
+    from annotators.pipeline import decode
+    from annotators.tracking import load_tracker
+    from clutch_core import video as v
+    from layout import FPS
+
+    dec = decode(video_path, cfg)
+    frames = np.concatenate([f for _, f in v.iter_resampled(dec.reader, dec.src_index, 15)])
+    tr = load_tracker(cfg.tracker_repo, cfg.tracker, cfg.tracker_source, **cfg.tracker_kwargs)
+    tr.track(frames[:1], FPS)  # the landmarker is created outside the clock
+    tr.reset()
+    t = time.perf_counter()
+    tr.track(frames, FPS)
+    return time.perf_counter() - t, len(frames)
+
+
+def decode_alone(video_path: str, cfg) -> float:
+    from annotators.pipeline import decode
+    from clutch_core import video as v
+
+    t = time.perf_counter()
+    dec = decode(video_path, cfg)
+    for _ in v.iter_resampled(dec.reader, dec.src_index, 15):
+        pass
+    return time.perf_counter() - t
+
+
+def write_seconds(rows) -> float:
+    import tempfile
+
+    from storage.writer import write_shard
+
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        if rows:
+            write_shard(d, "bench", rows)
+        return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("videos", nargs="*", default=[str(SAMPLE)])
+    ap.add_argument("videos", nargs="*", help="default: the sample and a ~17 s 720p video made from it")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reader", default="decord", choices=["decord", "pyav"])
+    ap.add_argument("--long-seconds", type=float, default=17.0)
     args = ap.parse_args()
+    import statistics
+    import tempfile
 
-    t0 = time.perf_counter()
-    from clutch_core import video as clipping
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from annotators.discovery import video_id
     from annotators.pipeline import AnnotateConfig, annotate_video
+    from benchmarks.memory import make_long_video
+    from benchmarks.shift import cpu_facts
 
-    print(f"imports: {time.perf_counter() - t0:.1f} s; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    videos = list(args.videos)
+    tmp = tempfile.TemporaryDirectory()
+    if not videos:
+        long = make_long_video(SAMPLE, Path(tmp.name) / "sample_looped_17s_720p.mp4", args.long_seconds, (1280, 720))
+        videos = [str(SAMPLE), str(long)]
     cfg = AnnotateConfig(reader=args.reader)
-    created = _count_landmarker_creation()
-    ids = [video_id(v) for v in args.videos]
-    for i in range(args.runs):
-        t_batch, created[:] = time.perf_counter(), [0, 0.0]
-        for path, vid in zip(args.videos, ids):
-            t = time.perf_counter()
+    table = []
+    for path in videos:
+        vid = video_id(path)
+        annotate_video(path, vid, cfg)  # warm: imports, landmarkers
+        runs = []
+        for _ in range(args.runs):
             r = annotate_video(path, vid, cfg)
-            wall = time.perf_counter() - t
-            hands = sum(int(row["presence"].any(1).sum()) for row in r.rows)
-            print(f"run {i} {Path(path).name}: {wall:.2f} s  reader={r.reader} size={r.image_size} "
-                  f"timeline={r.num_frames} decoded={r.frames_decoded} tracked={r.frames_tracked} "
-                  f"clips={len(r.rows)} frames_with_hands={hands} dropped={r.dropped}")
-        if len(args.videos) > 1:
-            print(f"run {i} batch of {len(args.videos)}: {time.perf_counter() - t_batch:.2f} s, "
-                  f"{created[0]} landmarker(s) created in {created[1]:.2f} s")
-    video = args.videos[-1]
-    info = clipping.probe(video)
-    size = clipping.decode_size(info.width, info.height, cfg.decode_short_side, cfg.decode_max_long_side)
-    t = time.perf_counter()
-    rd = clipping.open_reader(info, size, args.reader)
-    idx = clipping.resample_indices(rd.timestamps)
-    n = sum(len(f) for _, f in clipping.iter_resampled(rd, idx, 15))
-    print(f"decode+resample only: {time.perf_counter() - t:.2f} s for {n} frames at {size[0]}x{size[1]}")
+            runs.append((r, r.seconds_by_step, write_seconds(r.rows)))
+        alone = [tracker_alone(path, cfg) for _ in range(args.runs)]
+        dec_s = statistics.median(decode_alone(path, cfg) for _ in range(args.runs))
+        r = runs[0][0]
+        med = lambda k: statistics.median(st.get(k, 0.0) for _, st, _ in runs)  # noqa: E731
+        annotate_s = statistics.median(x.seconds + w for x, _, w in runs)  # the step: annotate + write
+        mp_fps = statistics.median(n / s for s, n in alone)
+        fps = r.num_frames / annotate_s
+        table.append((Path(path).name, r, dec_s, med, statistics.median(w for *_, w in runs), annotate_s, fps, mp_fps))
+    f = cpu_facts()
+    print(f"\nCPU: {f['cpu']}; native bf16: {f['native_bf16']}; load average (1 min): {f['load_avg_1min']:.2f}; "
+          f"median of {args.runs} runs; reader {args.reader}\n")
+    print("| video | frames (15 fps) | decode alone | open | track (all) | of which waiting for frames | presence "
+          "| lift | clean | of which IK | captions | rows | write | annotate step | frames/s | MediaPipe alone "
+          "frames/s | ratio |")
+    print("|" + "---|" * 17)
+    for name, r, dec_s, med, w, total, fps, mp_fps in table:
+        print(f"| {name} | {r.num_frames} | {dec_s:.2f} | {med('open'):.2f} | {med('track'):.2f} | {med('wait'):.2f} | "
+              f"{med('presence'):.2f} | {med('lift'):.3f} | {med('clean'):.3f} | {med('ik'):.3f} | "
+              f"{med('caption'):.3f} | {med('rows'):.3f} | {w:.3f} | {total:.2f} | {fps:.1f} | {mp_fps:.1f} | "
+              f"{fps / mp_fps:.2f} |")
+    print("\nSeconds; decode runs in its own thread during `track`, so it is not added to the step.")
+    tmp.cleanup()
 
 
 def _count_landmarker_creation() -> list:

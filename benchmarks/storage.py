@@ -3,10 +3,14 @@
 Measures: bytes per clip on disk, synthesis and shard-write throughput, latency to fetch
 one clip by id (DuckDB through storage.catalog, and storage.reader.ClipReader), and
 latency to load a random batch of clips as padded torch tensors (ClipReader.load_batch,
-and DuckDB + padding). `--variants` rewrites the first shards with other layouts
-(row-group size, byte-stream-split, zstd level) to compare them on the same clips.
+and DuckDB + padding), and plain SQL for a batch of random ids through the `clips` view
+(`SELECT motion FROM clips WHERE clip_id IN (<512 ids>)`, median over --sql-repeats batches).
+`--sql-before` also rewrites every shard without the clip_id Bloom filters (storage.index) into a
+sibling folder and runs the same SQL batches there. `--variants` rewrites the first shards with
+other layouts (row-group size, byte-stream-split, zstd level) to compare them on the same clips.
 
     python benchmarks/storage.py                      # 32,000 clips under /tmp, deleted afterwards
+    python benchmarks/storage.py --sql-before         # + the SQL batch without the Bloom filters
     python benchmarks/storage.py --clips 4000 --variants
 
 Numbers depend on the machine and its load; report both with the figures.
@@ -136,6 +140,40 @@ def measure_reads(dataset: Path, n_single: int, batch: int, n_batches: int, seed
             "duckdb_batch_median_s": statistics.median(duck_b), "batch": batch}
 
 
+def sql_in_batch(dataset: Path, batch: int, repeats: int, seed: int) -> dict:
+    """Plain SQL through storage.catalog.connect: motion of `batch` random ids in one IN list, as a
+    user writes it; `repeats` different batches (same ones for the same seed and dataset)."""
+    from storage.catalog import connect
+    from storage.index import row_groups_scanned
+
+    con = connect(dataset)
+    ids = [r[0] for r in con.sql("SELECT clip_id FROM clips ORDER BY clip_id").fetchall()]
+    rng = random.Random(seed + 1)
+    batches = [rng.sample(ids, min(batch, len(ids))) for _ in range(repeats)]
+
+    def sql(b):
+        return f"SELECT motion FROM clips WHERE clip_id IN ({', '.join(map(repr, b))})"
+
+    con.sql(sql(batches[0])).to_arrow_table()  # footers into the metadata cache, as on any used connection
+    arrow = [timed(lambda b=b: con.sql(sql(b)).to_arrow_table(), 1)[0] for b in batches]
+    rows = [timed(lambda b=b: con.sql(sql(b)).fetchall(), 1)[0] for b in batches[:3]]  # Python lists of floats
+    read, total = row_groups_scanned(con, sql(batches[0]))
+    return {"sql_in_batch": batch, "sql_in_median_s": statistics.median(arrow), "sql_in_max_s": max(arrow),
+            "sql_in_fetchall_median_s": statistics.median(rows), "sql_in_row_groups_read": read,
+            "sql_in_row_groups": total}
+
+
+def without_bloom(dataset: Path, dest: Path) -> Path:
+    """The same shards rewritten without clip_id Bloom filters (the layout before storage.index)."""
+    import pyarrow.parquet as pq
+
+    from storage.writer import list_shards, write_shard
+
+    for p in list_shards(dataset):
+        write_shard(dest, p.stem.removeprefix("part-"), table=pq.read_table(p), clip_id_bloom=False)
+    return dest
+
+
 def variants(dataset: Path, work: Path, n_shards: int, seed: int) -> list[dict]:
     """Rewrite the first shards with other layouts and measure each on the same clips."""
     import pyarrow as pa
@@ -173,6 +211,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the dataset afterwards")
     ap.add_argument("--variants", action="store_true", help="also compare layouts on the first shards")
     ap.add_argument("--variant-shards", type=int, default=4)
+    ap.add_argument("--sql-repeats", type=int, default=9, help="random id batches for the SQL IN measure")
+    ap.add_argument("--sql-before", action="store_true",
+                    help="also run the SQL IN batches on a copy of the shards without clip_id Bloom filters")
     args = ap.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="clutch-bench-storage-"))
@@ -183,9 +224,15 @@ def main() -> None:
         print(f"writing {args.clips} synthetic clips to {out}")
         res = build(out, args.clips, args.seed, args.clips_per_shard)
         res.update(measure_reads(out, n_single=50, batch=512, n_batches=6, seed=args.seed))
+        res.update(sql_in_batch(out, 512, args.sql_repeats, args.seed))
+        if args.sql_before:
+            print("rewriting the shards without clip_id Bloom filters", flush=True)
+            before = without_bloom(out, out.parent / (out.name + "-before"))
+            res.update({f"before_{k}": v for k, v in sql_in_batch(before, 512, args.sql_repeats, args.seed).items()})
+            shutil.rmtree(before, ignore_errors=True)
         print("\nresults:")
         for k, v in res.items():
-            print(f"  {k:28s} {v:,.3f}" if isinstance(v, float) else f"  {k:28s} {v}")
+            print(f"  {k:34s} {v:,.3f}" if isinstance(v, float) else f"  {k:34s} {v}")
         if args.variants:
             print(f"\nlayout variants on the first {args.variant_shards} shards:")
             rows = variants(out, out.parent / (out.name + "-variants"), args.variant_shards, args.seed)
@@ -201,6 +248,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(out.parent / (out.name + "-variants"), ignore_errors=True)
+        shutil.rmtree(out.parent / (out.name + "-before"), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,22 +32,54 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for cmd in sub.choices.values():  # `clutch CMD -v` as well as `clutch -v CMD`
+        _add_verbose(cmd)
     return p
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    if "-v" not in p._option_string_actions:
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    for action in p._actions:  # nested subcommands (e.g. `clutch mano convert`)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbose(child)
+
+
+def add_progress_argument(p: argparse.ArgumentParser) -> None:
+    """`--progress/--no-progress`, the same flag on every command that draws progress bars."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw progress bars on the terminal (default: yes)")
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Idle OpenMP threads sleep instead of spinning: spinning threads of processes sharing cores
+    # slowed training 10-35x (BENCHMARKS.md, "tiny preset"). Read once, when torch starts OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `clutch ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 0
     except CliError as e:
         print(f"clutch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured in-process)
+        pass
 
 
 class _CurrentStderr(logging.StreamHandler):

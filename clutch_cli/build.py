@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 
 from clutch_cli import CliError
 from clutch_cli.options import add_config_arguments, params_from_args
@@ -46,7 +45,10 @@ def run_build(args) -> int:
     from pathlib import Path
 
     params = params_from_args(args, BuildConfig)
-    params["out"] = str(Path(params["out"]).resolve())
+    from storage.remote import is_url, local_folder
+
+    out = params["out"]  # a store URL builds in its local cache folder, which writes through to the store
+    params["out"] = str(local_folder(out) if is_url(out) else Path(out).resolve())
     from annotators.inputs import check_specs
 
     try:  # usage errors before a Prefect server starts
@@ -64,6 +66,9 @@ def run_build(args) -> int:
     from flows.build_3dhiw import build_3dhiw
     from flows.temp_server import temporary_server
 
+    from clutch_cli.quiet import hide_server_links
+
+    hide_server_links()
     with temporary_server():  # dies with this process, even on SIGKILL (Linux)
         bar = _ProgressBar() if cfg.progress else None
         try:
@@ -123,21 +128,21 @@ def _exit_code(state) -> int:
 
 
 class _ProgressBar:
-    """Draws annotators.batch.PROGRESS (videos, clips, frames/s, ETA) from a background thread."""
+    """Draws flows.build_progress.latest() (videos by state, rate, ETA) from a background thread: counts
+    taken from Prefect's task states, so the bar advances under the thread, Dask and Ray runners alike."""
 
     def __init__(self, period_s: float = 0.5):
         from tqdm import tqdm
 
-        from annotators.batch import PROGRESS
+        from flows.build_progress import latest
 
         # A build hung here on tqdm's default lock (it includes a multiprocessing semaphore);
         # one bar drawn by one process needs only a thread lock.
         tqdm.set_lock(threading.RLock())
         tqdm.monitor_interval = 0
-        self._progress, self._period = PROGRESS, period_s
+        self._latest, self._period = latest, period_s
         self._bar = tqdm(total=0, unit="video", desc="build-3dhiw", dynamic_ncols=True)
         self._stop = threading.Event()
-        self._t0 = None
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -146,15 +151,13 @@ class _ProgressBar:
             self._draw()
 
     def _draw(self, refresh: bool = True) -> None:
-        s = self._progress.snapshot()
-        if s["total"] and self._t0 is None:
-            self._t0 = time.monotonic()
-        finished = s["done"] + s["failed"] + s["quarantined"]
-        self._bar.total = s["total"]
-        self._bar.n = finished
-        fps = s["frames"] / max(1e-6, time.monotonic() - self._t0) if self._t0 else 0.0
-        self._bar.set_postfix({"failed": s["failed"], "quarantined": s["quarantined"], "clips": s["clips"],
-                               "frames/s": f"{fps:.1f}"}, refresh=False)
+        c = self._latest()
+        self._bar.total = c.total
+        self._bar.n = c.finished
+        post = {"failed": c.failed, "quarantined": c.quarantined}
+        if c.clips is not None:
+            post["clips"] = c.clips
+        self._bar.set_postfix(post, refresh=False)
         if refresh:
             self._bar.refresh()
 

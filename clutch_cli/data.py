@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from clutch_cli import CliError
+from clutch_cli import CliError, add_progress_argument
+from clutch_cli.output import add_format_argument, write_rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "captions (one row per caption: clip_id, video_id, split, source, text), "
                                    "ledger (per-video build state).",
                        epilog='example: clutch query D "SELECT split, count(*) FROM clips GROUP BY split"')
-    p.add_argument("dataset", type=Path, help="dataset folder (holds shards/ and ledger.sqlite)")
+    p.add_argument("dataset", help="dataset folder (holds shards/ and ledger.sqlite) or store URL "
+                                   "(s3://bucket/ds; see docs/scaling.md)")
     p.add_argument("sql", help="one SQL statement")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
+    add_format_argument(p)
     p.add_argument("--max-rows", type=int, default=1000, help="rows shown by --format table (default 1000)")
     p.add_argument("--skip-damaged", action="store_true",
                    help="leave damaged shards out of `clips` (and say which) instead of stopping with exit 1")
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, required=True, help="number of clips")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--clips-per-shard", type=int, default=1024, help="about this many clips per shard (default 1024)")
+    add_progress_argument(p)
     p.set_defaults(func=_synth)
 
 
@@ -77,12 +80,16 @@ def _query(args) -> int:
 
     from storage.integrity import DamagedFileError, repair_hint
 
-    d = _dataset(args.dataset)
+    from storage.remote import is_url
+
+    d = args.dataset if is_url(args.dataset) else _dataset(Path(args.dataset))
     try:
         con = connect(d, skip_damaged=args.skip_damaged)
     except DamagedFileError as e:
         print(f"clutch query: error: damaged shard {e}; or query the rest with --skip-damaged", file=sys.stderr)
         return 1
+    except FileNotFoundError as e:  # a store URL with nothing there
+        raise CliError(str(e)) from None
     for file, problem in con.execute("SELECT file, problem FROM skipped_shards").fetchall():
         print(f"clutch query: skipped damaged shard {file}: {problem}", file=sys.stderr)
     try:
@@ -92,24 +99,20 @@ def _query(args) -> int:
     if rel is None:  # a statement without a result (e.g. SET)
         return 0
     try:
-        if args.format == "table":
-            rel.show(max_rows=args.max_rows, max_width=10_000)
-        else:
-            import pyarrow.csv as pacsv
-
-            table = rel.to_arrow_table()
-            if args.format == "csv":
-                pacsv.write_csv(table, sys.stdout.buffer)
-            else:
-                import json
-
-                for row in table.to_pylist():
-                    print(json.dumps(row, default=str))
+        names = [c[0] for c in rel.description]
+        write_rows(names, _fetch(rel), args.format, max_rows=args.max_rows if args.format == "table" else None)
     except duckdb.Error as e:  # a shard damaged past its footer (pages): the checks find it
         print(f"clutch query: error: reading the shards failed: {e}\n{repair_hint(d).replace('--repair', '--deep --repair')}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _fetch(rel, chunk: int = 256):
+    """Rows of a DuckDB relation, a chunk at a time (a large result is never held whole)."""
+    for batch in rel.to_arrow_reader(chunk):
+        cols = [c.to_pylist() for c in batch.columns]
+        yield from zip(*cols)
 
 
 def _status(args) -> int:
@@ -188,7 +191,7 @@ def _synth(args) -> int:
         raise CliError(str(e)) from None
     from storage.ledger import FingerprintMismatch
 
-    with tqdm(total=cfg.clips, unit="clip", desc="synth") as bar:
+    with tqdm(total=cfg.clips, unit="clip", desc="synth", disable=not args.progress) as bar:
         try:
             paths = write_corpus(args.out, cfg, progress=lambda n: bar.update(n - bar.n))
         except FingerprintMismatch as e:

@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from clutch_cli import CliError
+from clutch_cli import CliError, add_progress_argument
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
@@ -19,6 +19,7 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     from clutch_core.eval.captions import REF_SEPARATOR
 
     p.add_argument("target", metavar="RUN|captions", help="a run folder, or the word 'captions'")
+    add_progress_argument(p)
     p.add_argument("--out", type=Path, default=None,
                    help="RUN form: report folder to write (required); captions form: also write the JSON here")
     r = p.add_argument_group("clutch eval RUN --dataset DATASET --out REPORT")
@@ -27,7 +28,8 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluation clips (default test; falls back to val+test, then all, below 32 clips)")
     r.add_argument("--repeats", type=int, default=None, help="repeats for mean and 95%% CI (default 20)")
     r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
-    r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports)")
+    r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports: real, tokenizer_recon, and with a "
+                        "trained language model clutch (text-to-motion) and m2t (motion-to-text))")
     r.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
                    help="evaluator folder to use, or to train into when empty (default: DATASET/evaluators/<hash>/, "
                    "one per dataset and settings, shared by every run)")
@@ -69,15 +71,36 @@ def eval_handler(a) -> int:
     return run_handler(a)
 
 
+def check_run(run: Path) -> None:
+    """A run folder holds the output of at least one train-clutch stage (RUN/shift/, RUN/pretrain/, ...)."""
+    from flows.stages import STAGES
+
+    if not run.is_dir():
+        raise CliError(f"RUN {run}: no such folder; train a run with `clutch train DATASET --out {run}`")
+    outputs = [n for n in STAGES if n != "tokenize"]  # tokenize writes into the dataset, not the run
+    if not any((run / name).is_dir() for name in outputs):
+        raise CliError(f"RUN {run}: not a run folder (none of {', '.join(n + '/' for n in outputs)} inside); "
+                       f"train one with `clutch train DATASET --out {run}`")
+
+
 def run_handler(a) -> int:
     from clutch_core.eval.evaluator import EvaluatorConfig
     from clutch_core.eval.report import ReportConfig, write_report
     from clutch_core.eval.rows import ROWS
 
     if a.rows:
-        unknown = set(a.rows) - set(ROWS)
+        from clutch_core.eval.report import LM_ROWS
+
+        unknown = set(a.rows) - set(ROWS) - set(LM_ROWS)
         if unknown:
-            raise CliError(f"unknown row(s) {sorted(unknown)}; known: {sorted(ROWS)}")
+            raise CliError(f"unknown row(s) {sorted(unknown)}; known: {sorted(ROWS) + list(LM_ROWS)}")
+    # every argument checked before anything is created
+    if not (a.dataset / "shards").is_dir():
+        raise CliError(f"--dataset {a.dataset}: not a dataset folder (no shards/ inside); make one with "
+                       f"`clutch build VIDEOS --out {a.dataset}` or `clutch synth --out {a.dataset} --clips N`")
+    check_run(Path(a.target))
+    if a.out.exists() and not a.out.is_dir():
+        raise CliError(f"--out {a.out}: exists and is not a folder")
     ecfg = EvaluatorConfig(text_encoder=a.text_encoder or ("glove" if a.glove else "minilm"), text_model=a.text_model, glove=a.glove)
     if a.evaluator_epochs:
         ecfg.epochs = a.evaluator_epochs
@@ -86,7 +109,8 @@ def run_handler(a) -> int:
     if a.evaluator is not None and a.evaluator.exists() and not a.evaluator.is_dir():
         raise CliError(f"--evaluator {a.evaluator}: not a folder")
     cfg = ReportConfig(split=a.split or "test", repeats=a.repeats or 20, seed=a.seed or 0, rows=a.rows,
-                       retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator)
+                       retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator,
+                       progress=a.progress)
     if cfg.repeats < 1:
         raise CliError("--repeats must be at least 1")
     try:
@@ -146,7 +170,7 @@ def browse_handler(a) -> int:
     from clutch_core.render.browse import build_site
 
     try:
-        index = build_site(a.dataset, a.out, limit=a.limit, split=a.split, size=a.size)
+        index = build_site(a.dataset, a.out, limit=a.limit, split=a.split, size=a.size, progress=a.progress)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from e
     print(index)
@@ -199,6 +223,7 @@ def register(sub) -> None:
     b.add_argument("--limit", type=int, default=50, help="clips to include (default 50)")
     b.add_argument("--split", choices=["train", "val", "test"], default=None, help="only this split")
     b.add_argument("--size", type=int, default=160, help="GIF panel height (default 160)")
+    add_progress_argument(b)
     b.set_defaults(func=browse_handler)
 
 

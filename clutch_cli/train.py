@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from clutch_cli import CliError
+from clutch_cli import CliError, add_progress_argument
 from clutch_cli.options import add_config_arguments, params_from_args
 from flows.config import TrainClutchConfig
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", type=Path, help="dataset folder (holds shards/)")
     p.add_argument("--chunk", type=int, default=512, help="clips per Parquet part (default 512)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     p.set_defaults(func=_tokenize)
 
 
@@ -85,6 +85,7 @@ def _train(args) -> int:
     from flows.train_clutch import train_clutch
 
     _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)  # Prefect's logging set-up replaced ours
+    _quiet(cfg.progress)
     with temporary_server():
         state = train_clutch(**params, return_state=True)
     if not state.is_completed():
@@ -97,13 +98,24 @@ def _train(args) -> int:
     return 0
 
 
+def _quiet(bar: bool) -> None:
+    """No link to the temporary server; no step lines on the terminal while progress bars show them."""
+    import logging
+
+    from clutch_cli.quiet import hide_server_links, hide_step_lines
+
+    hide_server_links()
+    for h in logging.getLogger().handlers:  # ours and Prefect's console handler
+        hide_step_lines(h, bar)
+
+
 def _tokenize(args) -> int:
     _check_dataset(args.dataset)
     _threads(args.threads)
     from clutch_core.shift.tokenize import tokenize_dataset
 
     try:
-        print(json.dumps(tokenize_dataset(args.run, args.dataset, chunk=args.chunk, progress=not args.no_progress)))
+        print(json.dumps(tokenize_dataset(args.run, args.dataset, chunk=args.chunk, progress=args.progress)))
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from e
     return 0

@@ -225,8 +225,21 @@ def resample_indices(timestamps: np.ndarray, fps: float = FPS) -> np.ndarray:
     return np.clip(np.searchsorted(ts, t + 1e-6, side="right") - 1, 0, len(ts) - 1).astype(np.int64)
 
 
-def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first output frame, RGB uint8 [n<=chunk, h, w, 3]) over the resampled timeline."""
+def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int,
+                   read_ahead: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first output frame, RGB uint8 [n<=chunk, h, w, 3]) over the resampled timeline.
+
+    read_ahead > 0 decodes in a background thread that stays at most that many chunks ahead
+    (a bounded queue): the consumer (the tracker) never waits for frames while the decoder
+    keeps up, and memory stays at read_ahead + 2 chunks. The chunks are the same either way.
+    """
+    if read_ahead <= 0:
+        yield from _resampled(reader, src_index, chunk)
+        return
+    yield from read_ahead_iter(_resampled(reader, src_index, chunk), read_ahead)
+
+
+def _resampled(reader: FrameReader, src_index: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
     uniq = np.unique(src_index)
     frames = reader.iter_frames(uniq.tolist())
     cache: dict[int, np.ndarray] = {}
@@ -244,3 +257,54 @@ def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int) -> It
         yield k0, out
 
 
+_DONE = object()
+
+
+def read_ahead_iter(items: Iterator, depth: int) -> Iterator:
+    """Run `items` in a daemon thread, at most `depth` items ahead of the consumer.
+
+    The producer's exception (e.g. BadVideoError) is raised in the consumer at the position it
+    happened. A consumer that stops early (break, an error of its own) stops the producer too:
+    it drains at most one pending put and the thread exits, so no decoder outlives its video.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for x in items:
+                if not put((x, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((_DONE, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    t = threading.Thread(target=produce, name="clutch-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            x, err = q.get()
+            if x is _DONE:
+                if err is not None:
+                    raise err
+                return
+            yield x
+    finally:
+        stop.set()
+        t.join()

@@ -17,11 +17,15 @@ from typing import Optional
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.runtime import flow_run
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from annotators.batch import PROGRESS, BatchOutcome, run_batch
+from annotators.batch import BatchOutcome, run_batch
 from annotators.errors import BadVideoError
 from annotators.inputs import VideoInput, discover_inputs, narration_table, segments_for
+from flows.build_progress import QUARANTINED, BuildWatch
 from flows.config import BuildConfig
 from flows.params import takes_config
 from storage.card import write_card
@@ -64,17 +68,21 @@ def plan(cfg: BuildConfig, videos: list[VideoInput]) -> list[list[VideoInput]]:
     skipped = {s: sum(1 for x in p.skipped.values() if x == s) for s in set(p.skipped.values())}
     get_run_logger().info("%d videos to build in %d batches; skipped %s; repaired %s",
                           p.num_videos, len(p.batches), skipped or "none", repaired)
-    PROGRESS.reset(p.num_videos)
     return [[by_id[i] for i in b] for b in p.batches]
 
 
 @task(name="annotate-video", task_run_name="annotate-{video.name}", retry_condition_fn=is_transient,
       cache_policy=NO_CACHE, persist_result=False)
 def annotate(video: VideoInput, cfg: BuildConfig, narrations: Optional[list] = None):
+    """The video's VideoResult; bad input ends in state Quarantined (an expected outcome, not a failure)
+    whose result is the BadVideoError."""
     from annotators.pipeline import annotate_video
 
-    return annotate_video(video.path, video.video_id, cfg.annotate_config(), narrations=narrations,
-                          intrinsics=video.intrinsics, progress=PROGRESS.video_callback())
+    try:
+        return annotate_video(video.path, video.video_id, cfg.annotate_config(), narrations=narrations,
+                              intrinsics=video.intrinsics)
+    except BadVideoError as e:
+        return Completed(name=QUARANTINED, message=str(e), data=e)
 
 
 @task(name="build-batch", cache_policy=NO_CACHE, persist_result=False)
@@ -83,12 +91,17 @@ def build_batch(batch: list[VideoInput], cfg: BuildConfig) -> BatchOutcome:
     retried = annotate.with_options(retries=cfg.retries, retry_delay_seconds=cfg.retry_delay_s)
 
     def annotate_one(v: VideoInput):
-        return retried(v, cfg, segments_for(v, table), return_state=True).result()  # raises its error
+        result = retried(v, cfg, segments_for(v, table), return_state=True).result()  # raises its error
+        if isinstance(result, BadVideoError):
+            raise result  # run_batch quarantines it
+        return result
 
     outcome = run_batch(cfg.out, batch, annotate_one)
     get_run_logger().info("batch %s: %d done, %d failed, %d quarantined, %d clips -> %s", outcome.key,
                           len(outcome.done), len(outcome.failed), len(outcome.quarantined), outcome.clips,
                           outcome.shard)
+    for reason in outcome.quarantined.values():
+        get_run_logger().warning("quarantined %s", reason)
     return outcome
 
 
@@ -116,15 +129,23 @@ def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOut
 @takes_config(BuildConfig)
 def build_3dhiw(cfg: BuildConfig) -> dict:
     """Build (or resume) the 3D-HIW dataset in `out` from videos, folders, globs or manifests."""
-    cfg = cfg.model_copy(update={"out": os.path.abspath(cfg.out)})
+    from storage.remote import is_url, local_folder
+
+    # a store URL (s3://...) builds in its local cache folder, which writes through to the store
+    cfg = cfg.model_copy(update={"out": str(local_folder(cfg.out)) if is_url(cfg.out) else os.path.abspath(cfg.out)})
     cfg.annotate_config()  # a bad setting stops the build before any video is read
     with dataset_lock(cfg.out):
         found = discover(cfg)
         batches = plan(cfg, found)
         with make_task_runner(cfg) as runner:
             futures = runner.map(build_batch, {"batch": batches, "cfg": unmapped(cfg)})
-            futures.wait()  # every batch finishes before an error of one is raised
+            watch = BuildWatch(flow_run.get_id(), sum(len(b) for b in batches))
+            while wait(futures, timeout=1.0).not_done:  # every batch finishes before an error of one is raised
+                watch.poll()
             outcomes = futures.result()
+            watch.finish(done=sum(len(o.done) for o in outcomes), failed=sum(len(o.failed) for o in outcomes),
+                         quarantined=sum(len(o.quarantined) for o in outcomes),
+                         clips=sum(o.clips for o in outcomes))
         summary = finalize(cfg, found, outcomes)
     if summary["failed"]:
         raise BuildFailed(summary)

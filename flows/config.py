@@ -111,7 +111,7 @@ class TrainClutchConfig(FlowConfig):
     stages: list[str] = Field(default_factory=lambda: list(_default_stages()),
                               description="stages to run, in pipeline order (CLI: comma-separated); "
                                           "see the stage table in docs/shift.md")
-    preset: Literal[_PRESETS] = Field("tiny", description="tiny: CPU-sized, minutes; paper: the paper's "  # type: ignore[valid-type]
+    preset: Literal[_PRESETS] = Field("tiny", description="tiny: CPU-sized (its wall time on 2 cores: BENCHMARKS.md); paper: the paper's "  # type: ignore[valid-type]
                                                           "scale, for GPUs")
     tokenizer: Literal[_TOKENIZERS] = Field("shift", description="the tokenizer the shift stage trains (vqvae: "  # type: ignore[valid-type]
                                                                  "one VQ-VAE over the whole frame, the baseline)")
@@ -121,12 +121,17 @@ class TrainClutchConfig(FlowConfig):
     seed: Optional[int] = Field(None, description="random seed (default 0)")
     amp: Optional[Literal["auto", "bf16", "off"]] = Field(
         None, description="bf16 autocast: auto = on CUDA only (default); bf16 also on CPUs with AMX")
-    threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
+    threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS "
+                                                            "when set, else the cores this process may use; idle "
+                                                            "threads sleep: OMP_WAIT_POLICY=PASSIVE unless set)")
     lm_base: Optional[str] = Field(None, description="base T5 of the language-model stages: a folder or hub id "
                                                      "(paper preset: google/flan-t5-base, downloaded only when "
                                                      "named; tiny: built from a config, nothing downloaded)")
     lm_batch: Optional[int] = Field(None, ge=1, description="examples per language-model step (default: the "
                                                             "preset's)")
+    lm_steps: Optional[list[int]] = Field(None, description="steps of the pretrain, refine and instruct stages "
+                                                            "(CLI: comma-separated, e.g. 1200,300,300; default: the "
+                                                            "preset's; max_steps still caps each)")
     progress: bool = Field(True, description="draw progress bars on the terminal")
 
     @field_validator("stages", mode="before")
@@ -151,8 +156,13 @@ class TrainClutchConfig(FlowConfig):
         """The language-model stages' config (clutch_core.lm.config.LMConfig) from the preset and overrides."""
         from clutch_core.lm.config import preset_config
 
+        steps = {}
+        if self.lm_steps is not None:
+            if len(self.lm_steps) != 3 or min(self.lm_steps) < 1:
+                raise ValueError(f"lm_steps: give 3 positive step counts (pretrain, refine, instruct), got {self.lm_steps}")
+            steps = dict(zip(("pretrain_steps", "refine_steps", "instruct_steps"), self.lm_steps))
         return preset_config(self.preset, base=self.lm_base, batch=self.lm_batch, max_steps=self.max_steps,
-                             ckpt_every=self.ckpt_every, seed=self.seed, amp=self.amp)
+                             ckpt_every=self.ckpt_every, seed=self.seed, amp=self.amp, **steps)
 
 
 def _default_stages() -> tuple[str, ...]:

@@ -60,6 +60,20 @@ def _lm(stage: str) -> Callable[[str, str, Any, bool], dict]:
     return run
 
 
+def _eval(dataset: str, out: str, cfg, progress: bool) -> dict:
+    from pathlib import Path
+
+    from clutch_core.eval.report import ReportConfig, write_report
+
+    report = Path(out) / "eval"
+    table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, repeats=10,
+                                                                        progress=progress))
+    keys = ("r_precision_top3", "fid", "kid", "mpjpe_mm")
+    summary = {name: {k: row[k] for k in keys if row.get(k) is not None} for name, row in table.items()}
+    log.info("eval: %s -> %s", summary, report / "report.md")
+    return {"report": str(report / "report.md"), "rows": summary}
+
+
 LM_SUMMARY = ("stage", "steps", "val_ce", "val_motion_token_acc", "val_tf_mpjpe_mm", "train_tokens_per_s")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
@@ -76,6 +90,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
               "writes RUN/refine/"),
     Stage("instruct", _lm("instruct"), lambda c: c.lm_config(), every_rank=False,
           doc="instruction tuning on instruction templates of every task; writes RUN/instruct/"),
+    Stage("eval", _eval, lambda c: c, every_rank=False,
+          doc="the run's evaluation report on DATASET (as `clutch eval RUN --dataset DATASET --out RUN/eval`): "
+              "tokenizer reconstruction, text-to-motion and motion-to-text rows, one shared evaluator"),
 )}
 DEFAULT_STAGES = tuple(STAGES)  # all of them
 
@@ -84,14 +101,22 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's share), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_stages(cfg, call: Callable[[Stage, Callable[[], dict]], dict] | None = None) -> dict[str, dict]:
     """Run cfg.stages in order; `call(stage, thunk)` runs one (default: directly). -> {stage: summary}."""
     call = call or (lambda stage, thunk: thunk())
     dataset, out = os.path.abspath(cfg.dataset), os.path.abspath(cfg.out)
-    if cfg.threads:
+    if cfg.threads or "OMP_NUM_THREADS" not in os.environ:  # else torch already follows OMP_NUM_THREADS
         import torch
 
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads or available_cores())
     result: dict[str, dict] = {}
     for name in cfg.stages:
         stage = STAGES[name]

@@ -25,6 +25,8 @@ TIMEOUT_S=${CLUTCH_DEMO_TIMEOUT_S:-900}
 export PREFECT_HOME=$(abspath "${PREFECT_HOME:-.prefect}")
 export PREFECT_API_URL="http://127.0.0.1:${PORT}/api"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+# the server streams run logs (progress lines, a failure's cause) to `--watch` only with these
+export PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED=true PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED=true
 mkdir -p "$PREFECT_HOME"
 LOGS=$PREFECT_HOME/demo-logs
 mkdir -p "$LOGS"
@@ -90,4 +92,4 @@ if [ "$shards" -eq 0 ]; then
   echo "the run completed but wrote no shard in $OUT/shards (see $LOGS/serve.log)" >&2
   exit 1
 fi
-echo "done: $shards shard(s) in $OUT/shards; query with: clutch query $OUT \"SELECT count(*) FROM clips\""
+echo "done: $shards shard(s) in $OUT/shards; query with: $BIN/clutch query $OUT \"SELECT count(*) FROM clips\""

@@ -9,6 +9,9 @@ A damaged shard (footer unreadable, size not the ledger's) is found at connect t
 named in storage.integrity.DamagedFileError, with the command that repairs it, instead of
 a DuckDB error deep inside a query. `skip_damaged=True` leaves such shards out and lists
 them in the table `skipped_shards` (file, problem).
+
+Plain SQL by id (`WHERE clip_id IN (...)`) on `clips` reads only the row groups that hold the
+ids: DuckDB checks the clip_id Bloom filter each row group carries (storage.index).
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def fetch_clips(con, dataset_dir: str | os.PathLike, clip_ids: list[str], column
     every row group of every shard (and every projected column), even the ones its min/max
     statistics skip; at 32,000 clips that is most of a second (BENCHMARKS.md, "Storage").
     This keeps a temp table `clip_files` (clip_id -> shard file, rebuilt when the shards
-    change) and then scans only the shards named there.
+    change) and then scans only the shards named there. Shards with clip_id Bloom filters
+    (storage.index) make plain `clip_id IN (...)` SQL on the views fast too.
     """
     shards = [str(p) for p in list_shards(dataset_dir)]
     known = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'clip_files'").fetchall()[0][0]
@@ -63,15 +67,19 @@ def connect(dataset_dir: str | os.PathLike, database: str = ":memory:", skip_dam
 
     `clips` re-reads the shard glob at every query, so shards written after connect
     are seen; only a dataset with no shard at connect time gets a fixed empty view.
-    `ledger` is a snapshot taken at connect time. A damaged shard raises DamagedFileError
+    `ledger` is a snapshot taken at connect time. DATASET may be a store URL (s3://bucket/ds,
+    see storage.remote): the shards are then read there. A damaged shard raises DamagedFileError
     (naming it and the repair command), or with `skip_damaged` is left out: `clips` is
     then the fixed list of good shards, and table `skipped_shards` says what was left out.
     """
     import duckdb
     import pyarrow as pa
 
+    from storage.remote import is_url
     from storage.verify import unreadable_shards
 
+    if is_url(dataset_dir):
+        return _connect_url(str(dataset_dir), database)
     d = Path(dataset_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"dataset folder {d} does not exist")
@@ -95,9 +103,41 @@ def connect(dataset_dir: str | os.PathLike, database: str = ":memory:", skip_dam
     else:
         con.register("_clips_empty", CLIP_SCHEMA.empty_table())
         con.execute("CREATE VIEW clips AS SELECT * FROM _clips_empty")
+    ledger = Ledger(d).to_arrow() if (d / LEDGER_FILE).exists() else ledger_arrow_schema().empty_table()
+    return _common_views(con, ledger)
+
+
+def _common_views(con, ledger):
+    """The views every dataset connection has besides `clips`: captions, ledger."""
     con.execute(
         "CREATE VIEW captions AS SELECT clip_id, video_id, split, c.source AS source, c.text AS text "
         "FROM (SELECT clip_id, video_id, split, unnest(captions) AS c FROM clips)")
-    ledger = Ledger(d).to_arrow() if (d / LEDGER_FILE).exists() else ledger_arrow_schema().empty_table()
     con.register("ledger", ledger)
     return con
+
+
+def _connect_url(url: str, database: str):
+    """`connect` for a dataset at a store URL: DuckDB reads the shards there through the fsspec
+    filesystem registered with it; `ledger` is the store's ledger snapshot. Damaged shards are
+    not looked for here (that reads every footer over the network): `clutch verify` works on
+    the local cache folder (storage.remote)."""
+    import duckdb
+    import pyarrow as pa
+
+    from storage import remote
+
+    url = url.rstrip("/")
+    fs, root = remote.filesystem(url)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"dataset {url} does not exist")
+    con = duckdb.connect(database)
+    con.register_filesystem(fs)
+    con.execute("SET parquet_metadata_cache = true")
+    con.register("skipped_shards", pa.table({"file": [], "problem": []},
+                                            schema=pa.schema([("file", pa.string()), ("problem", pa.string())])))
+    if remote.shard_keys(url):
+        con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet({_sql_str(remote.join(url, SHARDS_DIR, 'part-*.parquet'))})")
+    else:
+        con.register("_clips_empty", CLIP_SCHEMA.empty_table())
+        con.execute("CREATE VIEW clips AS SELECT * FROM _clips_empty")
+    return _common_views(con, remote.read_ledger_snapshot(url))

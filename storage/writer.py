@@ -17,6 +17,8 @@ Layout choices (measured in BENCHMARKS.md, "Storage"):
   for the scalar columns (min/max of float lists are useless and bloat the footer).
 - Every data page carries a CRC32 (Parquet page checksums), verified by the project's
   readers (storage.integrity), so flipped bytes are an error, never silently wrong data.
+- Every row group carries a Bloom filter on clip_id (storage.index), so a plain SQL
+  `clip_id IN (...)` reads only the row groups that hold a requested clip.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from storage.index import clip_id_bloom_options
+from storage.remote import push_file
 from storage.schema import CLIP_SCHEMA, rows_to_table
 
 SHARDS_DIR = "shards"
@@ -103,11 +107,13 @@ def write_shard(
     row_group_bytes: int = ROW_GROUP_BYTES,
     byte_stream_split: bool = BYTE_STREAM_SPLIT,
     compression_level: int = COMPRESSION_LEVEL,
+    clip_id_bloom: bool = True,
 ) -> Path:
     """Validate rows (or a CLIP_SCHEMA table) and write them atomically as shard `key`.
 
     Overwrites an existing shard with the same key (a rerun of the same batch).
     Raises storage.schema.RowValidationError naming the clip and field of a bad row.
+    `clip_id_bloom=False` leaves out the clip_id Bloom filters (only to measure what they save).
     """
     final = shard_path(dataset_dir, key)
     if (rows is None) == (table is None):
@@ -125,7 +131,7 @@ def write_shard(
     clean_stale_temps(final.parent)
     tmp = final.parent / f".part-{key}.parquet.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        _write_parquet(tmp, table, row_group_bytes, byte_stream_split, compression_level)
+        _write_parquet(tmp, table, row_group_bytes, byte_stream_split, compression_level, clip_id_bloom)
         os.replace(tmp, final)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -136,6 +142,7 @@ def write_shard(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(final.parent)
+    push_file(dataset_dir, final)  # a dataset bound to a store URL: upload it (storage.remote)
     return final
 
 
@@ -145,8 +152,10 @@ def rows_per_group(table: pa.Table, row_group_bytes: int) -> int:
     return max(1, int(row_group_bytes // per_row))
 
 
-def _write_parquet(path: Path, table: pa.Table, row_group_bytes: int, bss: bool, level: int) -> None:
+def _write_parquet(path: Path, table: pa.Table, row_group_bytes: int, bss: bool, level: int,
+                   bloom: bool = True) -> None:
     leaves = list(_FLOAT_LEAVES.values())
+    group = rows_per_group(table, row_group_bytes)
     with open(path, "wb") as fh:
         with pq.ParquetWriter(
             fh,
@@ -158,8 +167,9 @@ def _write_parquet(path: Path, table: pa.Table, row_group_bytes: int, bss: bool,
             use_byte_stream_split=leaves if bss else False,
             store_schema=True,
             write_page_checksum=True,
+            bloom_filter_options=clip_id_bloom_options(group) if bloom else None,
         ) as w:
-            w.write_table(table, row_group_size=rows_per_group(table, row_group_bytes))
+            w.write_table(table, row_group_size=group)
         fh.flush()
         os.fsync(fh.fileno())
 

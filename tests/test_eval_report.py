@@ -163,7 +163,7 @@ def test_glove_text_encoder_roundtrip(synth, tmp_path):
 def test_eval_cli_user_errors(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "missing" in capsys.readouterr().err
-    assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path), "--out", str(tmp_path / "r"),
+    assert main(["eval", str(tmp_path / "run"), "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r"),
                  "--rows", "nonsense"]) == 2
     assert "unknown row" in capsys.readouterr().err
     assert main(["eval", str(tmp_path), "--dataset", str(tmp_path), "--out", str(tmp_path / "r"),
@@ -183,7 +183,45 @@ def test_no_train_split_is_an_error_that_says_what_to_do(tmp_path, capsys):
     for r in rows:
         r["split"] = "test"
     ds = write_dataset(tmp_path / "ds", rows)
+    (tmp_path / "run" / "shift").mkdir(parents=True)
     assert main(["eval", str(tmp_path / "run"), "--dataset", str(ds), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "no clips in the train split" in err and "--evaluator PATH" in err
     assert not (ds / "evaluators").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_a_usage_error_and_creates_nothing(synth, tmp_path, capsys):
+    """A mistyped run folder must not train an evaluator and write a believable report."""
+    before = sorted(p.relative_to(synth) for p in synth.rglob("*"))
+    for run in (tmp_path / "nope", tmp_path / "empty"):
+        if run.name == "empty":
+            run.mkdir()
+        assert main(["eval", str(run), "--dataset", str(synth), "--out", str(tmp_path / "R")]) == 2
+        err = capsys.readouterr().err
+        assert str(run) in err and "clutch train" in err
+        assert not (tmp_path / "R").exists()
+        assert list(run.iterdir()) == [] if run.exists() else True
+    assert sorted(p.relative_to(synth) for p in synth.rglob("*")) == before  # no evaluator trained
+
+
+@pytest.mark.slow
+def test_every_written_file_has_the_same_mode(report, synth):
+    import stat
+
+    run, out = report
+    h = json.loads((out / "metrics.json").read_text())["real"]["evaluator_hash"]
+    files = [p for root in (out, run / "shift", synth / "evaluators" / h) for p in root.rglob("*") if p.is_file()]
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert "evaluator.safetensors" in modes and "model.safetensors" in modes
+    assert len(set(modes.values())) == 1, modes
+
+
+@pytest.mark.slow
+def test_deterministic_intervals_are_not_shown_as_zero(report):
+    from clutch_core.eval.plots import NO_INTERVAL, fmt
+
+    assert fmt({"fid": 0.342, "fid_ci95": 0.0}, "fid") == f"0.342, {NO_INTERVAL}"
+    assert fmt({"fid": 0.342, "fid_ci95": 0.01}, "fid") == "0.342 ±0.010"
+    text = (report[1] / "report.md").read_text()
+    assert "±0.000" not in text
+    assert "fewer than 100" in text.split("## ")[0]  # 80 clips: said at the top

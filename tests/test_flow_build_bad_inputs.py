@@ -34,8 +34,14 @@ def test_every_bad_input_is_quarantined_or_clipless_and_the_rest_is_built(prefec
     rc = main(["build", str(tmp_path / "bad"), str(good), "--out", str(out), "--batch-size", "4",
                "--retries", "2", "--retry-delay", "0", "--no-progress", "--set", "decode_short_side=180",
                "--set", "decode_max_long_side=320"])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert rc == EXIT_QUARANTINED
+    # quarantine is an expected outcome: warnings naming the file, no task failure, no link to a dead server
+    log_lines = captured.err.splitlines()
+    assert not [ln for ln in log_lines if "ERROR" in ln and "BadVideoError" in ln], captured.err[-3000:]
+    assert any("WARNING" in ln and "quarantined" in ln and str(tmp_path / "bad") in ln for ln in log_lines)
+    assert "View at http" not in captured.err
 
     ledger = Ledger(out)
     by_path = {r.source_uri: r for r in ledger.by_state()}

@@ -19,11 +19,8 @@ TEXT_KEYS = ("bleu_1", "bleu_4", "rouge_l", "cider", "bertscore_f1_minilm")
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,8 @@ from lm_fixtures import LM_SMALL, copy_run, shift_run
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,8 @@ VQ_CFG = {"streams": ["frame"], "codebooks": {"frame": 16}, "frames_per_step": 4
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (conftest.one_torch_thread)."""
 
 
 def test_shift_codes_and_presence_round_trip_with_absent_hands():

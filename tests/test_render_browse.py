@@ -43,6 +43,7 @@ def test_site_files(site):
     assert js.startswith("window.CLUTCH_CLIPS = ") and js.count('"clip_id"') == 4
     html = (site / "index.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
+    assert "img{width:100%" not in html and "max-width:100%" in html  # GIFs never upscaled (blurry)
 
 
 @pytest.mark.slow

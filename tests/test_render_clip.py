@@ -114,3 +114,36 @@ def test_mano_mesh_render(tmp_path):
     assert blue.sum() == 0
     assert main(["render", "--motion", str(tmp_path / "m.npz"), "--out", str(tmp_path / "x.gif"),
                  "--mano-dir", str(tmp_path / "nope")]) == 2
+
+
+LONG = ("the right hand reaches for the cup on the left of the board, grasps its handle, lifts it slowly "
+        "toward the mouth while it turns the wrist, then places it back and releases it with an open palm")
+
+
+@pytest.mark.parametrize("width", [160, 320, 480, 960])
+def test_captions_are_wrapped_whole_never_cut(width):
+    import cv2
+
+    from clutch_core.render.render import SUBTITLE_MARGIN, caption_lines, subtitle, subtitle_scale
+
+    lines = caption_lines(width, LONG)
+    assert " ".join(lines) == LONG  # every word, in order: nothing cut
+    scale = subtitle_scale(width)
+    assert all(cv2.getTextSize(ln, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width - 2 * SUBTITLE_MARGIN
+               for ln in lines if " " in ln)
+    assert len(lines) > 3 or width >= 960  # the old three-line limit would have cut these
+    assert subtitle(width, LONG).shape[0] > subtitle(width, "waves").shape[0]
+
+
+def test_browse_gifs_hold_the_whole_caption(tmp_path):
+    rows = make_rows(1, seed=2)
+    rows[0]["captions"] = [{"text": LONG, "source": "narration"}]
+    ds = write_dataset(tmp_path / "ds", rows)
+    short = make_rows(1, seed=2)
+    short[0]["captions"] = [{"text": "waves", "source": "narration"}]
+    ds2 = write_dataset(tmp_path / "ds2", short)
+    for d, out in ((ds, "a.gif"), (ds2, "b.gif")):
+        assert main(["render", str(d), "--clip-id", rows[0]["clip_id"], "--out", str(tmp_path / out),
+                     "--size", "160", "--no-source"]) == 0
+    tall, low = gif_frames(tmp_path / "a.gif")[0], gif_frames(tmp_path / "b.gif")[0]
+    assert tall.shape[1] == low.shape[1] and tall.shape[0] > low.shape[0] + 40  # the band grew to fit

@@ -9,22 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from flow_videos import make_videos
+from prefect_server import BIN, free_port, local_prefect
 
 pytestmark = [pytest.mark.slow]
-
-BIN = Path(sys.executable).parent
 
 
 def _pg_bin() -> Path | None:
@@ -38,33 +32,11 @@ def _pg_bin() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _as_postgres_user(cmd: list[str]) -> list[str]:
     """initdb and postgres refuse to run as root: drop to the `postgres` user when we are root."""
     if os.geteuid() != 0:
         return cmd
     return ["runuser", "-u", "postgres", "--", *cmd]
-
-
-def _wait(pred, limit_s: float, what: str, log: Path | None = None) -> None:
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > limit_s:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise TimeoutError(f"timed out after {limit_s:.0f}s waiting for {what}\n{tail}")
-        time.sleep(1)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
-    except Exception:
-        return False
 
 
 @pytest.fixture()
@@ -83,7 +55,7 @@ def postgres():
     if os.geteuid() == 0:
         for d in (data, sock):
             shutil.chown(d, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_postgres_user([str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                                       "-E", "UTF8"]), check=True, capture_output=True)
     log = data / "server.log"
@@ -101,50 +73,18 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def test_two_concurrent_builds_on_postgres(postgres, shared_data, tmp_path):
     vids = make_videos(shared_data / "videos" / "ego_kitchen_4s.mp4", tmp_path / "videos", ["kitchen_a", "kitchen_c"])
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url,
-           "PREFECT_API_DATABASE_CONNECTION_URL": postgres, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "false", "OMP_NUM_THREADS": "1"}
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    server = _start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                    logs / "server.log")
-    worker = None
-    try:
-        _wait(lambda: _healthy(url), 240, "the Prefect server on PostgreSQL", logs / "server.log")
-        worker = _start([str(BIN / "clutch"), "serve", "--only", "build-3dhiw/local"], env, logs / "serve.log")
-        _wait(lambda: subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "build-3dhiw/local"], env=env,
-                                     capture_output=True).returncode == 0, 240, "deployment build-3dhiw/local",
-              logs / "serve.log")
+    with local_prefect(tmp_path, PREFECT_API_DATABASE_CONNECTION_URL=postgres) as prefect:
+        prefect.serve("build-3dhiw/local")
         outs = {name: tmp_path / f"ds_{name}" for name in vids}
         runs = {name: subprocess.Popen(
             [str(BIN / "prefect"), "deployment", "run", "build-3dhiw/local",
              "--param", f"videos={json.dumps([str(path)])}", "--param", f"out={outs[name]}", "--watch",
              "--watch-timeout", "600"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name, path in vids.items()}
+            env=prefect.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name, path in vids.items()}
         texts = {name: p.communicate(timeout=660)[0] for name, p in runs.items()}
-    finally:
-        if worker:
-            _stop(worker)
-        _stop(server)
-    served = (logs / "serve.log").read_text() + (logs / "server.log").read_text()
+    served = "".join(p.read_text() for p in sorted(prefect.logs.glob("*.log")))
     for name, text in texts.items():
         assert runs[name].returncode == 0 and "Completed" in text, f"{name}: {text[-2000:]}\n{served[-3000:]}"
         assert list((outs[name] / "shards").glob("part-*.parquet")), f"{name}: no shard written\n{text[-3000:]}"

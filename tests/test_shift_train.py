@@ -47,6 +47,8 @@ def test_training_writes_finite_metrics_and_skips_when_done(dataset, tmp_path, k
     assert all(1.0 <= on_disk["perplexity"][b] <= 64 for b in books)
     log = [json.loads(ln) for ln in (tmp_path / "shift" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(math.isfinite(r["loss"]) for r in log)
+    val = [json.loads(ln) for ln in (tmp_path / "shift" / "val_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in val] == [2, 4] and all(r["val_mpjpe_mm"] > 0 for r in val)  # at each checkpoint
     model, stats, config = load_tokenizer(tmp_path)
     assert config["streams"] == streams
     mtime = (tmp_path / "shift" / "model.safetensors").stat().st_mtime_ns

@@ -98,8 +98,11 @@ def test_reader_sees_new_and_rewritten_shards(dataset, tmp_path):
 def test_query_command_formats(dataset, capsys):
     assert main(["query", str(dataset), "SELECT split, count(*) AS n FROM clips GROUP BY split ORDER BY split",
                  "--format", "json"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = json.loads(capsys.readouterr().out)  # one JSON array
     assert sum(r["n"] for r in rows) == 60 and {r["split"] for r in rows} <= {"train", "val", "test"}
+    assert main(["query", str(dataset), "SELECT split, count(*) AS n FROM clips GROUP BY split ORDER BY split",
+                 "--format", "jsonl"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == rows  # one object per line
     assert main(["query", str(dataset), "SELECT count(*) AS n FROM captions", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].strip('"') == "n" and int(out[1]) >= 60

@@ -279,11 +279,13 @@ class Evaluator(nn.Module):
 
     def save(self, folder: Path, extra: dict | None = None) -> None:
         """Weights, config and vocabulary; `extra` (e.g. the hash and training set) goes into evaluator.json."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        # bytes written by Python: the file's mode follows the umask like every other file
+        # (safetensors' save_file creates 0600 files)
+        (folder / WEIGHTS_FILE).write_bytes(save(state))
         meta = {"config": dataclasses.asdict(self.cfg), "vocab": self.vocab,
                 "text_in_dim": self.text.proj[0].in_features if self.cfg.text_encoder == "minilm" else None,
                 **(extra or {})}

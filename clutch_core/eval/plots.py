@@ -23,11 +23,21 @@ def _plt():
     return plt
 
 
+NO_INTERVAL = "n/a (deterministic)"
+
+
 def fmt(row: dict[str, float], key: str) -> str:
+    """'mean ±ci'; a zero or missing interval over repeats (every repeat gave the same number) is
+    not an interval: 'mean, n/a (deterministic)'."""
     if key not in row or row[key] is None or (isinstance(row[key], float) and np.isnan(row[key])):
         return "-"
-    ci = row.get(f"{key}_ci95")
-    out = f"{row[key]:.3f}" + (f" ±{ci:.3f}" if ci else "")
+    ci = row.get(f"{key}_ci95", "absent")
+    if ci == "absent":
+        out = f"{row[key]:.3f}"
+    elif ci is None or not np.isfinite(ci) or ci < 1e-12:
+        out = f"{row[key]:.3f}, {NO_INTERVAL}"
+    else:  # an interval too small for 3 decimals keeps two significant digits, never "±0.000"
+        out = f"{row[key]:.3f} ±{ci:.3f}" if ci >= 5e-4 else f"{row[key]:.3f} ±{ci:.1e}"
     if row.get(f"{key}_lo") is not None and row.get(f"{key}_hi") is not None:  # KID: range over its subsets
         out += f" [{row[f'{key}_lo']:.3f}, {row[f'{key}_hi']:.3f}]"
     return out
@@ -65,6 +75,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+VAL_LOG = "val_log.jsonl"  # validation next to a train_log.jsonl (e.g. RUN/shift/): same panel, own axis
 _NOT_CURVES = ("step", "epoch", "iter", "lr", "time", "seconds", "elapsed")
 
 
@@ -80,7 +91,11 @@ def training_curves(roots: Path | list[Path], path: Path) -> Path | None:
     series = []
     for root in [roots] if isinstance(roots, (str, Path)) else roots:
         for p in sorted(Path(root).rglob("*.jsonl")):
+            if p.name == VAL_LOG and (p.parent / "train_log.jsonl").exists():
+                continue  # drawn in its training log's panel
             recs = read_jsonl(p)
+            if (p.parent / VAL_LOG).exists() and p.name != VAL_LOG:
+                recs += read_jsonl(p.parent / VAL_LOG)
             keys = sorted({k for r in recs for k, v in r.items() if _is_curve(k, v)})
             if keys:
                 series.append((Path(root).name / p.relative_to(root), recs, keys))
@@ -90,20 +105,29 @@ def training_curves(roots: Path | list[Path], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
     for ax, (p, recs, keys) in zip(axes[0], series):
         xkey = next((k for k in ("step", "epoch", "iter") if all(k in r for r in recs)), None)
-        ys = []
-        for k in keys:
-            pts = [(r[xkey] if xkey else i, r[k]) for i, r in enumerate(recs) if isinstance(r.get(k), (int, float))]
-            ax.plot(*zip(*pts), label=k)
-            ys += [y for _, y in pts]
+        val = [k for k in keys if k.startswith("val_")]  # validation: its own axis, dashed, next to training
+        _plot_series(ax, recs, [k for k in keys if k not in val] or val, xkey, "-")
+        if val and len(val) < len(keys):
+            twin = ax.twinx()
+            _plot_series(twin, recs, val, xkey, "--o", color="black")
+            twin.legend(fontsize=7, loc="upper center")
         ax.set_title(str(p), fontsize=9)
         ax.set_xlabel(xkey or "record")
-        if min(ys) > 0:
-            ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_series(ax, recs: list[dict], keys: list[str], xkey: str | None, style: str, **kw) -> None:
+    ys = []
+    for k in keys:
+        pts = [(r[xkey] if xkey else i, r[k]) for i, r in enumerate(recs) if isinstance(r.get(k), (int, float))]
+        ax.plot(*zip(*pts), style, label=k, markersize=3, **kw)
+        ys += [y for _, y in pts]
+    if ys and min(ys) > 0:
+        ax.set_yscale("log")
 
 
 def codebook_usage(counts: dict[str, np.ndarray], path: Path) -> Path:

@@ -24,6 +24,7 @@ from clutch_core.eval.t2m import evaluate_rows
 log = logging.getLogger(__name__)
 
 HASH_KEY = "evaluator_hash"
+FEW_CLIPS = 100  # below this, the report says so at the top
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ReportConfig:
     retrain_evaluator: bool = False
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     evaluator_path: Path | None = None  # None = DATASET/evaluators/<hash>/
+    progress: bool = True  # progress bar while the evaluator trains
 
 
 def merge_tables(old: dict[str, dict], new: dict[str, dict], where: str = "the table") -> dict[str, dict]:
@@ -68,10 +70,13 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     run, dataset, out = Path(run), Path(dataset), Path(out)
     if not dataset.is_dir():
         raise FileNotFoundError(f"dataset folder {dataset} does not exist")
+    if not run.is_dir():  # checked before anything is written
+        raise FileNotFoundError(f"run folder {run} does not exist")
     metrics_path = out / "metrics.json"
     old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     clips, eval_set = eval_clips(dataset, cfg.split)
-    ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, cfg.retrain_evaluator)
+    ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, cfg.retrain_evaluator,
+                                          progress=cfg.progress)
     merge_tables(old, {"_": {HASH_KEY: ev_hash}}, str(metrics_path))  # fail before the long part
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed)
@@ -81,6 +86,17 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     for name, art in artifacts.items():  # codebook usage numbers go into the table too
         for book, c in art.get("code_counts", {}).items():
             table[name][f"codebook_used_{book}"] = float((np.asarray(c) > 0).mean())
+    m2t = None
+    lm = language_model_rows(run, dataset, cfg)
+    if lm is not None:
+        if lm["evaluator_hash"] != ev_hash:  # one evaluator per table, always
+            raise ValueError(f"language-model rows were scored by evaluator {lm['evaluator_hash']}, the table by {ev_hash}")
+        table.update({name: lm["t2m"][key] for name, key in (("clutch", "clutch"), ("chance", "chance"))
+                      if "t2m" in lm})
+        if "m2t" in lm:
+            m2t = {name: {**row, HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run), "stage": lm["stage"]}
+                   for name, row in lm["m2t"].items()}
+            (out / M2T_METRICS).write_text(json.dumps(_clean(m2t), indent=1))
     for row in table.values():
         row.update({HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run)})
     table = merge_tables(old, table, str(metrics_path))
@@ -94,17 +110,59 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
             figs[f"Codebook usage ({name})"] = plots.codebook_usage(art["code_counts"], out / f"codebook_usage_{name}.png")
         if art.get("per_clip_mpjpe"):
             figs[f"Error by clip length ({name})"] = plots.error_by_length(art["per_clip_mpjpe"], out / f"error_by_length_{name}.png")
-    (out / "report.md").write_text(_markdown(run, dataset, eval_set, len(clips), cfg, table, figs, ev_hash))
+    (out / "report.md").write_text(_markdown(run, dataset, eval_set, len(clips), cfg, table, figs, ev_hash)
+                                   + (_m2t_markdown(m2t) if m2t else ""))
     return table
+
+
+M2T_METRICS = "m2t_metrics.json"
+LM_ROWS = ("clutch", "m2t")  # rows of the language model: text-to-motion generation, motion-to-text table
+
+
+def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | None:
+    """clutch_core.lm.evaluate.evaluate_lm on the report's split, evaluator and repeats; None when the run
+    has no finished language-model stage or the rows asked for exclude both LM rows."""
+    from clutch_core.lm.api import lm_dir
+    from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
+
+    parts = tuple(p for p, row in (("t2m", "clutch"), ("m2t", "m2t")) if cfg.rows is None or row in cfg.rows)
+    if not parts:
+        return None
+    try:
+        lm_dir(run)
+    except FileNotFoundError:
+        return None  # a tokenizer-only run
+    return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
+                                                  evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path),
+                       progress=cfg.progress)
+
+
+def _m2t_markdown(m2t: dict[str, dict]) -> str:
+    keys = [k for k in ("r_precision_top1", "r_precision_top2", "r_precision_top3", "bleu_1", "bleu_4", "rouge_l",
+                        "cider") if any(k in r for r in m2t.values())]
+    keys += sorted({k for r in m2t.values() for k in r if k.startswith("bertscore_f1") and not k.endswith("_ci95")})
+    lines = ["## Motion-to-text", "",
+             "Captions of the evaluation clips' motion (stage `" + str(next(iter(m2t.values())).get("stage")) + "`), "
+             "against two baselines: the train split's most frequent caption, and the caption of the nearest train "
+             "motion in the evaluator's space (an upper reference on template captions). R-precision: the caption "
+             "among pools of 32 real motions, through the same evaluator. Also in `m2t_metrics.json`.", "",
+             "| row | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, row in m2t.items():
+        lines.append(f"| {name} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(run, dataset, eval_set, n, cfg, table, figs, ev_hash) -> str:
     cols = plots.table_columns(table)
     lines = [
         "# CLUTCH evaluation report", "",
+        *([f"> **Only {n} evaluation clips** (fewer than {FEW_CLIPS}): FID, KID and R-precision are noisy "
+           f"at this size; compare runs on a larger evaluation set before drawing conclusions.", ""]
+          if n < FEW_CLIPS else []),
         f"- run: `{run}`", f"- dataset: `{dataset}`",
         f"- evaluator: `{ev_hash}` (every row below was scored by it)",
-        f"- evaluation set: {eval_set} ({n} clips); {cfg.repeats} repeats, mean ± 95% confidence interval",
+        f"- evaluation set: {eval_set} ({n} clips); {cfg.repeats} repeats, mean ± 95% confidence interval "
+        f"({plots.NO_INTERVAL} where every repeat gives the same number)",
         "- R-precision in pools of 32 (chance: top-1 0.031, top-3 0.094); FID and KID (polynomial kernel, 50 subsets)"
         " against the real row's embeddings; Diversity over 300 distinct pairs; MPJPE etc. in mm, Procrustes per"
         " frame per hand for PA-MPJPE.", "",

@@ -29,10 +29,10 @@ class LMConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
-    warmup_steps: int = 50
-    pretrain_steps: int = 1200
-    refine_steps: int = 300
-    instruct_steps: int = 300
+    warmup_steps: int = 30
+    pretrain_steps: int = 240
+    refine_steps: int = 60
+    instruct_steps: int = 60
     max_steps: Optional[int] = None  # caps every stage (--max-steps)
     noise_density: float = 0.15
     mean_span: float = 3.0
@@ -71,8 +71,10 @@ class LMConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=1e-3, warmup_steps=50,
-                 pretrain_steps=1200, refine_steps=300, instruct_steps=300),
+    # steps sized so that every tiny stage together stays near 10 minutes on a quiet 2-core CPU
+    # (about 1 step/s here); more steps: raise them in a config of your own, --max-steps only caps
+    "tiny": dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=1e-3, warmup_steps=30,
+                 pretrain_steps=240, refine_steps=60, instruct_steps=60),
     "paper": dict(base="google/flan-t5-base", batch=32, lr=2e-4, warmup_steps=1000, pretrain_steps=100_000,
                   refine_steps=20_000, instruct_steps=20_000, ckpt_every=1000, log_every=50, max_input=320,
                   max_target=256, max_text_tokens=128),

@@ -34,6 +34,7 @@ from clutch_core.lm.model import TrainingState, base_tokenizer, build_t5, load_l
 from clutch_core.lm.tasks import Renderer, task_example, templates
 from clutch_core.lm.text import sentinel_ids
 from clutch_core.lm.vocab import MotionVocab
+from clutch_core.progress import StepReporter
 from clutch_core.shift.checkpoint import (CHECKPOINT, atomic_write_json, load_tokenizer, load_training_state,
                                           save_training_state)
 from clutch_core.shift.train import TRAIN_LOG, _autocast, _progress, _trim_log
@@ -177,6 +178,7 @@ def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cf
     bar = _progress(progress, total, step)
     if bar is not None:
         bar.set_description(stage)
+    reporter = StepReporter(stage, total, start=step)
     with open(out / TRAIN_LOG, "a") as logf:
         while step < total and (stop_after is None or step < stop_after):
             batch = collate(sampler.batch(step, cfg.batch), pad, cfg.max_input, cfg.max_target)
@@ -203,6 +205,7 @@ def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cf
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            reporter.step(step, loss.item())
             if step % cfg.log_every == 0 or step == total:
                 logf.write(json.dumps({"step": step, "loss": loss.item(), **parts, "lr": _lr(cfg, step - 1)}) + "\n")
                 logf.flush()

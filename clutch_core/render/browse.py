@@ -30,7 +30,7 @@ select,input{background:#2b2e37;color:#eee;border:1px solid #444;border-radius:4
 #count{color:#aaa;font-size:13px}
 #grid{display:flex;flex-wrap:wrap;gap:14px;padding:16px}
 .card{background:#202229;border-radius:8px;padding:8px;width:__CARDW__px}
-.card img{width:100%;border-radius:4px;background:#000;display:block}
+.card img{max-width:100%;height:auto;border-radius:4px;background:#000;display:block;margin:0 auto}
 .meta{font-size:11px;color:#999;margin:6px 0 4px}
 .cap{font-size:13px;margin:3px 0}
 .src{display:inline-block;font-size:10px;padding:1px 5px;border-radius:3px;background:#3b4252;color:#cfd8ff;margin-right:5px}
@@ -92,7 +92,8 @@ def _safe_name(clip_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", clip_id)
 
 
-def build_site(dataset: Path, out: Path, limit: int = 50, split: str | None = None, size: int = 160) -> Path:
+def build_site(dataset: Path, out: Path, limit: int = 50, split: str | None = None, size: int = 160,
+               progress: bool = True) -> Path:
     """Render up to `limit` clips (in shard order) to GIFs and write the page; returns index.html."""
     from storage.reader import ClipReader
 
@@ -106,7 +107,7 @@ def build_site(dataset: Path, out: Path, limit: int = 50, split: str | None = No
     (out / "gifs").mkdir(parents=True, exist_ok=True)
     cfg = RenderConfig(width=size)
     entries = []
-    for cid in tqdm(ids, desc="clips"):
+    for cid in tqdm(ids, desc="clips", disable=not progress):
         row = reader.read_rows([cid])[0]
         gif = f"gifs/{_safe_name(cid)}.gif"
         write_video(row_frames(row, cfg, Path(dataset)), out / gif, float(row.get("fps") or FPS))

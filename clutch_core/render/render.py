@@ -15,7 +15,6 @@ same 15 fps timeline the clip was cut from; keypoints2d are in source pixels
 from __future__ import annotations
 
 import logging
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,7 +36,6 @@ class RenderConfig:
     width: int = 480  # panel height in pixels (each panel is square-ish: 3D panel is width x width)
     show_source: bool = True
     fps: float = FPS
-    subtitle_lines: int = 3
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: draw meshes instead of skeletons
 
 
@@ -201,12 +199,33 @@ def source_frames(row: dict, height: int, dataset: Path | None = None) -> Iterat
 # ------------------------------------------------------------------ composition
 
 
-def subtitle(width: int, text: str, lines: int) -> np.ndarray:
-    scale = max(0.45, width / 1400)
-    chars = max(20, int(width / (scale * 19)))
-    wrapped = textwrap.wrap(text, chars)[:lines] if text else []
+SUBTITLE_MARGIN = 8  # pixels left and right of the subtitle
+
+
+def subtitle_scale(width: int) -> float:
+    return max(0.45, width / 1400)
+
+
+def caption_lines(width: int, text: str) -> list[str]:
+    """The whole caption, word-wrapped to lines whose drawn width fits `width` (measured, not guessed)."""
+    scale, lines, cur = subtitle_scale(width), [], ""
+    fits = lambda s: cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width - 2 * SUBTITLE_MARGIN  # noqa: E731
+    for word in text.split():
+        cand = f"{cur} {word}" if cur else word
+        if cur and not fits(cand):
+            lines.append(cur)
+            cur = word
+        else:
+            cur = cand
+    return lines + ([cur] if cur else [])
+
+
+def subtitle(width: int, text: str) -> np.ndarray:
+    """A band under the video holding the whole caption: as many lines as it needs (none are cut)."""
+    scale = subtitle_scale(width)
+    wrapped = caption_lines(width, text)
     line_h = int(30 * scale) + 6
-    band = np.full((line_h * lines + 10, width, 3), 12, np.uint8)
+    band = np.full((line_h * max(len(wrapped), 1) + 10, width, 3), 12, np.uint8)
     for i, line in enumerate(wrapped):
         size = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0]
         cv2.putText(band, line, ((width - size[0]) // 2, 8 + line_h * (i + 1) - 8), cv2.FONT_HERSHEY_SIMPLEX,
@@ -234,7 +253,7 @@ def compose_frames(joints: np.ndarray, presence: np.ndarray, caption: str = "", 
             panels.insert(0, left)
         frame = np.concatenate(panels, 1)
         if band is None:
-            band = subtitle(frame.shape[1], caption, cfg.subtitle_lines)
+            band = subtitle(frame.shape[1], caption)
         yield np.concatenate([frame, band], 0)
 
 

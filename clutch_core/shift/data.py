@@ -68,26 +68,33 @@ def fit_stats(clips: MotionClips) -> MotionStats:
 class WindowSampler:
     """Random windows of `window` frames; clips are drawn uniformly, start uniformly in the clip.
 
-    A clip shorter than the window is padded with absent frames. The draw of step k only
-    depends on (seed, rank, k), so a resumed run sees exactly the batches it would have seen.
+    A clip shorter than the window is padded with absent frames. Step k's global batch of
+    batch * world windows depends only on (seed, k); rank r takes rows [r * batch, (r + 1) * batch).
+    So a resumed run sees exactly the batches it would have seen, and N processes at batch B/N
+    train on the same windows as one process at batch B.
     """
 
-    def __init__(self, clips: MotionClips, window: int, batch: int, seed: int = 0, rank: int = 0):
+    def __init__(self, clips: MotionClips, window: int, batch: int, seed: int = 0, rank: int = 0, world: int = 1):
         if len(clips) == 0:
             raise ValueError("no training clips")
-        self.clips, self.window, self.batch, self.seed, self.rank = clips, window, batch, seed, rank
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside a world of {world} processes")
+        self.clips, self.window, self.batch, self.seed = clips, window, batch, seed
+        self.rank, self.world = rank, world
         # one zero frame appended: padding reads it, so a window is a single gather
         self._motion = torch.cat([clips.motion, clips.motion.new_zeros(1, clips.motion.shape[1])])
         self._presence = torch.cat([clips.presence, clips.presence.new_zeros(1, 2)])
 
     def sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> motion [B, W, 198], presence [B, W, 2] for training step `step`."""
-        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.rank) * 1_000_000_007 + step) % 2**63)
-        n = len(self.clips)
-        ci = torch.randint(0, n, (self.batch,), generator=g)
+        """-> motion [B, W, 198], presence [B, W, 2]: this rank's rows of training step `step`."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 * 1_000_000_007 + step) % 2**63)
+        n, total = len(self.clips), self.batch * self.world
+        ci = torch.randint(0, n, (total,), generator=g)
+        room = (self.clips.lengths[ci] - self.window).clamp_min(0) + 1
+        start = (torch.rand(total, generator=g) * room).long()
+        mine = slice(self.rank * self.batch, (self.rank + 1) * self.batch)
+        ci, start = ci[mine], start[mine] + self.clips.offsets[ci[mine]]
         lengths = self.clips.lengths[ci]
-        room = (lengths - self.window).clamp_min(0) + 1
-        start = (torch.rand(self.batch, generator=g) * room).long() + self.clips.offsets[ci]
         frame = start[:, None] + torch.arange(self.window)[None]  # [B, W]
         inside = frame < (self.clips.offsets[ci] + lengths)[:, None]
         frame = torch.where(inside, frame, torch.full_like(frame, self._motion.shape[0] - 1))

@@ -24,6 +24,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from clutch_core.shift.distributed import gather_rows, global_sum
+
 
 class EMAQuantizer(nn.Module):
     def __init__(self, num_codes: int, dim: int, mu: float = 0.99, reset_below: float = 1.0):
@@ -56,14 +58,15 @@ class EMAQuantizer(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             flat32 = flat.float()
             if self.training and not bool(self.initialized):
-                self._init_codebook(flat32.detach()[keep])
+                self._init_codebook(gather_rows(flat32.detach()[keep]))
             idx = self.nearest(flat32.detach())
             zq = self.lookup(idx)  # [N, D]
             counts = self._update(flat32.detach(), idx, keep) if self.training else None
             if counts is None:
                 counts = torch.bincount(idx[keep], minlength=self.num_codes).float()
             w = keep.float()
-            commit = (((flat32 - zq) ** 2).mean(1) * w).sum() / w.sum().clamp_min(1.0)
+            n = global_sum(w.sum()) if self.training else w.sum()  # kept latents of all ranks
+            commit = (((flat32 - zq) ** 2).mean(1) * w).sum() / n.clamp_min(1.0)
             zq = flat32 + (zq - flat32).detach()
         zq = zq.to(z.dtype).view(b, s, d).transpose(1, 2)
         return zq, idx.view(b, s), commit, perplexity(counts)
@@ -82,16 +85,15 @@ class EMAQuantizer(nn.Module):
     def _update(self, x: torch.Tensor, idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """EMA step on the kept latents; returns this step's per-code counts [K] (summed over ranks)."""
         x, idx = x[keep], idx[keep]
-        counts = torch.bincount(idx, minlength=self.num_codes).float()
-        sums = torch.zeros_like(self.code_sum).index_add_(0, idx, x)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
+        counts = global_sum(torch.bincount(idx, minlength=self.num_codes).float())
+        sums = global_sum(torch.zeros_like(self.code_sum).index_add_(0, idx, x))
         self.code_sum.mul_(self.mu).add_(sums, alpha=1 - self.mu)
         self.code_count.mul_(self.mu).add_(counts, alpha=1 - self.mu)
         live = self.code_count >= self.reset_below
         mean = self.code_sum / self.code_count.clamp_min(1e-6)[:, None]
         dead = int((~live).sum())
+        if dead:
+            x = gather_rows(x)  # replacements are drawn from the latents of every rank
         if dead and x.shape[0]:
             mean[~live] = self._random_latents(x, dead)
         elif dead:
@@ -102,7 +104,14 @@ class EMAQuantizer(nn.Module):
         return counts
 
     def _random_latents(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """n rows drawn from x [M, D] (with replacement when M < n) plus small noise."""
+        """n rows drawn from x [M, D] (with replacement when M < n) plus small noise.
+
+        x is put in a canonical order first (by its projection on a fixed direction), so the
+        draw does not depend on how the batch was split between ranks: N processes draw the
+        rows one process drawing from the whole batch would.
+        """
+        direction = torch.randn(x.shape[1], generator=torch.Generator().manual_seed(0)).to(x)
+        x = x[torch.sort(x @ direction, stable=True).indices]
         pick = torch.randperm(x.shape[0], device=x.device)[:n] if x.shape[0] >= n else \
             torch.randint(0, x.shape[0], (n,), device=x.device)
         return x[pick] + torch.randn(n, self.dim, device=x.device) * (0.01 / math.sqrt(self.dim))

@@ -1,0 +1,155 @@
+"""build-3dhiw throughput per task runner, on the same 4 videos, and a projection for 3D-HIW.
+
+Runs `clutch build` (a subprocess, as a user would, with its temporary Prefect server) on 4
+variants of the sample video (tests/flow_videos.py: re-encoded, flipped, trimmed; each is
+its own content id), one video per batch, for: threads with 1 and 2 workers, Dask with 2
+worker processes, Ray with 2 CPUs. Per runner:
+
+- wall: the whole command on a fresh dataset folder;
+- overhead: the same command again on the finished folder (nothing to annotate): the server,
+  the flow and the runner's start-up (Dask/Ray start their cluster for every flow run);
+- videos/hour and frames/s: on the work alone (wall - overhead), frames being the annotated
+  frames on the 15 fps timeline (sum of num_frames of the shards).
+
+Then a projection, labelled as such, for the whole 3D-HIW corpus on N workers from the best
+measured per-worker rate and the measured 2-worker scaling efficiency. Prints Markdown with
+the CPU, core count and load average. Run it alone on a quiet machine: it is a timing.
+
+    python benchmarks/scaling.py                       # all four runners
+    python benchmarks/scaling.py --runners thread1,dask --corpus-hours 2000 --workers-list 8,64
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # benchmarks/storage.py would shadow the `storage` package
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "videos" / "ego_kitchen_4s.mp4"
+# name -> (task runner, workers)
+RUNNERS = {"thread1": ("thread", 1), "thread2": ("thread", 2), "dask": ("dask", 2), "ray": ("ray", 2)}
+# 3D-HIW (paper): about 32K sequences; a clip is at most 144 frames (9.6 s) at 15 fps.
+CORPUS_SEQUENCES = 32_000
+
+
+def build(videos: list[Path], out: Path, runner: str, workers: int) -> float:
+    """Seconds of one `clutch build` command."""
+    cmd = [str(Path(sys.executable).with_name("clutch")), "build", *map(str, videos), "--out", str(out),
+           "--task-runner", runner, "--workers", str(workers), "--batch-size", "1", "--no-progress"]
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout.decode(errors='replace')[-3000:]}")
+    return seconds
+
+
+def frames(out: Path) -> int:
+    from storage.catalog import connect
+
+    return int(connect(out).execute("SELECT coalesce(sum(num_frames), 0) FROM clips").fetchone()[0])
+
+
+def measure(name: str, videos: list[Path], work: Path) -> dict:
+    runner, workers = RUNNERS[name]
+    out = work / name
+    shutil.rmtree(out, ignore_errors=True)
+    wall = build(videos, out, runner, workers)
+    overhead = build(videos, out, runner, workers)  # finished: only the fixed costs remain
+    busy = max(wall - overhead, 1e-9)
+    n = frames(out)
+    return dict(name=name, runner=runner, workers=workers, wall=wall, overhead=overhead, busy=busy, frames=n,
+                videos_per_hour=len(videos) / busy * 3600, frames_per_s=n / busy,
+                videos_per_hour_wall=len(videos) / wall * 3600)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cpu}; {os.cpu_count()} logical CPUs; load average before the runs {load}"
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| runner | workers | wall s | overhead s | videos/hour | frames/s | videos/hour incl. overhead |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['runner']} | {r['workers']} | {r['wall']:.1f} | {r['overhead']:.1f} | "
+                   f"{r['videos_per_hour']:.0f} | {r['frames_per_s']:.1f} | {r['videos_per_hour_wall']:.0f} |")
+    return "\n".join(out)
+
+
+def projection(rows: list[dict], hours: float, clip_seconds: float, workers_list: list[int]) -> str:
+    """Days to annotate the corpus on N workers, from the measured rates (a projection, not a measurement)."""
+    one = next((r for r in rows if r["workers"] == 1), None)
+    per_worker = one["frames_per_s"] if one else max(r["frames_per_s"] / r["workers"] for r in rows)
+    two = [r for r in rows if r["workers"] == 2]
+    eff = min(1.0, max(r["frames_per_s"] for r in two) / (2 * per_worker)) if two and one else 1.0
+    video_frames = hours * 3600 * 15  # every hour of source video is decoded and tracked on the 15 fps timeline
+    clip_frames = CORPUS_SEQUENCES * clip_seconds * 15
+    lines = [
+        "**Projection (not measured)** for the whole 3D-HIW corpus. Assumptions: "
+        f"{hours:.0f} hours of source video, all of it tracked on the 15 fps timeline ({video_frames / 1e6:.1f} M "
+        f"frames; a lower bound counting only the ~{CORPUS_SEQUENCES:,} kept sequences of ~{clip_seconds:.1f} s is "
+        f"{clip_frames / 1e6:.2f} M frames); {per_worker:.1f} frames/s per worker (measured, 1 worker, at this "
+        f"video's 320 px decode); parallel efficiency {eff:.2f} per added worker (measured, 2 workers), assumed "
+        "to hold at N (true while workers are separate machines or cores and the store keeps up); runner "
+        "overhead is paid once per flow run and left out.",
+        "",
+        "| workers N | days (all source hours) | hours (kept sequences only) |",
+        "|---:|---:|---:|",
+    ]
+    for n in workers_list:
+        rate = per_worker * (1 + (n - 1) * eff)
+        lines.append(f"| {n} | {video_frames / rate / 86400:.1f} | {clip_frames / rate / 3600:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--video", type=Path, default=SAMPLE, help="source of the 4 variants (default: the sample)")
+    ap.add_argument("--runners", default=",".join(RUNNERS), help=f"comma-separated, of {', '.join(RUNNERS)}")
+    ap.add_argument("--corpus-hours", type=float, default=1000.0,
+                    help="hours of source video behind 3D-HIW for the projection (default 1000)")
+    ap.add_argument("--clip-seconds", type=float, default=5.8, help="mean kept sequence length (default 5.8 s)")
+    ap.add_argument("--workers-list", default="1,8,32,128", help="N of the projection")
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO / "tests"))
+    from flow_videos import VARIANTS, make_videos
+
+    names = [n.strip() for n in args.runners.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RUNNERS]
+    if unknown:
+        sys.exit(f"--runners: unknown {unknown}; known: {', '.join(RUNNERS)}")
+    header = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        videos = list(make_videos(args.video, work / "videos", list(VARIANTS)).values())
+        rows = [measure(n, videos, work) for n in names]
+    print(f"build-3dhiw on {len(videos)} videos (variants of {args.video.name}), one video per batch.\n")
+    print(f"Machine: {header}.\n")
+    print(table(rows))
+    print("\nwall: the whole `clutch build`; overhead: the same command on the finished dataset (server, flow, "
+          "runner start-up); videos/hour and frames/s on wall - overhead; frames on the 15 fps timeline.\n")
+    print(projection(rows, args.corpus_hours, args.clip_seconds, [int(x) for x in args.workers_list.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
