@@ -21,7 +21,7 @@ import torch
 from clutch_core.lm.config import STAGES
 from clutch_core.lm.tasks import Renderer, seconds_text, templates
 from clutch_core.lm.vocab import MotionVocab
-from layout import FPS, FRAME_DIM, MAX_FRAMES
+from layout import FPS, FRAME_DIM, HAND_DIM, MAX_FRAMES, SIDES, TRANSL
 
 TRAIN_HINT = "clutch train DATASET --out {run} --stages pretrain,refine,instruct"
 
@@ -128,9 +128,9 @@ def codes_to_motion(lm: RunLM, codes: np.ndarray, presence: np.ndarray, frames: 
     with torch.no_grad():
         x = lm.stats.denormalize(lm.shift.decode(torch.as_tensor(codes)[None].to(next(lm.shift.parameters()).device))[0].cpu())
     p = torch.as_tensor(presence).repeat_interleave(stride, 0)  # [T, 2]
-    hands = x.view(-1, 2, 99)
+    hands = x.view(-1, len(SIDES), HAND_DIM)
     hands = torch.where(p[..., None], hands, identity_hand_vec())
-    hands[..., 96:] = fill_last_valid(hands[..., 96:], p)
+    hands[..., TRANSL] = fill_last_valid(hands[..., TRANSL], p)
     t = frames or hands.shape[0]
     return Motion(hands.reshape(-1, FRAME_DIM)[:t].numpy().astype(np.float32), p[:t].numpy())
 
@@ -198,7 +198,7 @@ def motion_codes(lm: RunLM, motion: np.ndarray, presence: np.ndarray) -> tuple[n
     x = torch.zeros(1, t, FRAME_DIM)
     p = torch.zeros(1, t, 2, dtype=torch.bool)
     x[0, :len(motion)], p[0, :len(motion)] = torch.from_numpy(motion), torch.from_numpy(presence)
-    x = lm.stats.normalize(x) * p.repeat_interleave(99, -1)
+    x = lm.stats.normalize(x) * p.repeat_interleave(HAND_DIM, -1)
     dev = next(lm.shift.parameters()).device
     with torch.no_grad():
         o = lm.shift(x.to(dev), p.to(dev))
