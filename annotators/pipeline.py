@@ -1,12 +1,13 @@
 """One video in, clip rows out: the per-video worker of build-3dhiw, as named steps.
 
-    decode   probe (PyAV headers) -> reader (decord, PyAV fallback) at reduced size -> the
+    decode   probe (PyAV headers) -> reader at reduced size (`reader='auto'`: PyAV for H.264,
+             skipping unwanted non-reference frames; decord otherwise, PyAV its fallback) -> the
              15 fps timeline                                           clutch_core.video
-    track    streamed in 1 s chunks decoded ahead in a background thread (a bounded queue,
-             `read_ahead_chunks`), so the tracker does not wait for frames: presence pass
-             (the tracker on the first frame of each chunk) -> dense tracking of chunks next
-             to a hand sighting. When the first `presence_probes` probes all see hands the
-             video is taken as hand-dense: the probing stops and every chunk is tracked.
+    track    frames decoded ahead in a background thread (a bounded queue of
+             `read_ahead_chunks` 1 s chunks), so the tracker does not wait for frames; one frame
+             per 1 s chunk decides whether the chunk and the one before are tracked densely
+             (the dense tracker's own detection while it runs, a presence probe after an
+             untracked chunk), frame by frame as they arrive
     lift     left/right association -> lift to the camera frame        clutch_core.hands.lift
     clean    per clip (narration segments, else hand spans): gap filling, smoothing,
              quality filter, IK or MANO fit -> motion
@@ -20,6 +21,7 @@ dropped after each chunk, so memory does not grow with video length.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -28,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -56,7 +58,7 @@ class AnnotateConfig:
     max_frames: int = MAX_FRAMES  # 1..layout.MAX_FRAMES
     merge_gap_frames: int = 8
     # decoding
-    reader: str = "decord"  # 'decord' (PyAV fallback) or 'pyav'
+    reader: str = "auto"  # 'auto' (PyAV for H.264, else decord), 'decord' (PyAV fallback) or 'pyav'
     decode_short_side: int = 480
     decode_max_long_side: int = 960
     min_side: int = 32  # smaller sources are rejected as bad input
@@ -66,8 +68,7 @@ class AnnotateConfig:
     tracker: str = "mediapipe_hands"  # entry point
     tracker_source: str = "local"
     tracker_kwargs: dict[str, Any] = field(default_factory=dict)
-    presence_every_s: float = 1.0  # the presence pass probes one frame per this many seconds
-    presence_probes: int = 3  # first probes that, all seeing hands, end the presence pass (0: probe all)
+    presence_every_s: float = 1.0  # chunk length of the presence pass: one frame per chunk decides (see _track_video)
     read_ahead_chunks: int = _setting(2, output=False)  # decoded chunks queued ahead of the tracker (0: none)
     # lifting and cleaning
     max_gap: int = 5
@@ -87,8 +88,8 @@ class AnnotateConfig:
     max_bone_cv: float = 0.35  # mean coefficient of variation of bone lengths
 
     def __post_init__(self) -> None:
-        if self.reader not in ("decord", "pyav"):
-            raise ValueError(f"reader must be 'decord' or 'pyav', got {self.reader!r}")
+        if self.reader not in video.READERS:
+            raise ValueError(f"reader must be one of {video.READERS}, got {self.reader!r}")
         if not 1 <= self.max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be in 1..{MAX_FRAMES} (the dataset layout), got {self.max_frames!r}")
         self.captioners = tuple(self.captioners)
@@ -146,19 +147,52 @@ class _Clock:
         return now
 
 
-_local = threading.local()  # trackers are stateful: one per thread, reused across videos
+_local = threading.local()  # MANO models: one per thread and folder
+_pool: dict[tuple, list[HandTracker]] = {}  # idle trackers by settings and role, shared by all threads
+_pool_lock = threading.Lock()
 
 
-def _tracker(cfg: AnnotateConfig, role: str) -> HandTracker:
+@contextlib.contextmanager
+def _tracker(cfg: AnnotateConfig, role: str, wait: bool = True) -> Iterator[HandTracker]:
+    """Borrow a tracker for one video (trackers are stateful: one video at a time), reset. It goes
+    back to a process-wide pool afterwards, so any thread's next video reuses it: loading a
+    landmarker costs far more than a reset."""
     key = (role, cfg.tracker_repo, cfg.tracker, cfg.tracker_source, json.dumps(cfg.tracker_kwargs, sort_keys=True))
-    cache = getattr(_local, "trackers", None)
-    if cache is None:
-        cache = _local.trackers = {}
-    if key not in cache:
-        cache[key] = load_tracker(cfg.tracker_repo, cfg.tracker, cfg.tracker_source, **cfg.tracker_kwargs)
-    tr = cache[key]
+    if wait and _prewarming is not None:
+        _prewarming.wait(timeout=300)
+    with _pool_lock:
+        idle = _pool.get(key)
+        tr = idle.pop() if idle else None
+    if tr is None:
+        tr = load_tracker(cfg.tracker_repo, cfg.tracker, cfg.tracker_source, **cfg.tracker_kwargs)
     tr.reset()
-    return tr
+    try:
+        yield tr
+    finally:
+        with _pool_lock:
+            _pool.setdefault(key, []).append(tr)
+
+
+_prewarming: threading.Event | None = None  # set while `prewarm_in_background` loads; tasks wait for it
+
+
+def prewarm_in_background(cfg: AnnotateConfig) -> None:
+    """Import the tracker's stack and load one tracker per role into the pool in a background thread
+    (`clutch build` starts it while Prefect starts). A video that needs a tracker meanwhile waits for
+    it instead of loading a second one; an error here is left to that video to raise."""
+    global _prewarming
+    done = _prewarming = threading.Event()
+
+    def load() -> None:
+        try:
+            with _tracker(cfg, "dense", wait=False), _tracker(cfg, "presence", wait=False):
+                pass
+        except Exception:  # noqa: BLE001 - the video's own load raises it where it is reported
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=load, name="clutch-prewarm", daemon=True).start()
 
 
 def _segments(narrations: Sequence[Any] | None) -> list[tuple[float, float, str]] | None:
@@ -171,10 +205,20 @@ def _segments(narrations: Sequence[Any] | None) -> list[tuple[float, float, str]
     return out
 
 
-def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, segments,
+def _track_video(tracker: HandTracker, prober: HandTracker, reader, src_index, cfg: AnnotateConfig, segments,
                  progress, clock: _Clock) -> tuple[Detections, int]:
-    """Presence pass + dense tracking over the 15 fps timeline, a few chunks in memory at a time."""
-    prober = _tracker(cfg, "presence")
+    """Presence pass + dense tracking over the 15 fps timeline, frame by frame as the decoder
+    thread delivers them.
+
+    The timeline is cut in chunks of `presence_every_s`. Chunk c is tracked densely when a hand is
+    seen on its first frame or on the next chunk's first frame, or a narration covers it. Who
+    looks at a chunk's first frame: the dense tracker itself when it tracked the chunk before
+    (and at frame 0, where it starts as fresh as a probe), so a hand-dense video costs no probe
+    at all; the presence tracker (its own landmarker) after an untracked chunk. A chunk whose
+    first frame saw a hand (or that is narrated) is tracked as its frames arrive; any other is
+    held (at most one chunk of frames) until the next chunk's first frame decides. Frames reach
+    the dense tracker in timeline order.
+    """
     k_len = len(src_index)
     det = Detections.empty(k_len)
     chunk = max(1, int(round(cfg.presence_every_s * FPS)))
@@ -192,33 +236,38 @@ def _track_video(tracker: HandTracker, reader, src_index, cfg: AnnotateConfig, s
         det.label[sl, :n], det.score[sl, :n] = d.label[:, :n], d.score[:, :n]
         tracked += len(frames)
 
-    pending: tuple[int, np.ndarray, bool] | None = None
-    probes, all_seen, dense_video = 0, True, False
-    chunks = video.iter_resampled(reader, src_index, chunk, cfg.read_ahead_chunks)
+    held: list[tuple[int, np.ndarray]] = []  # the previous chunk's frames, waiting for this chunk's first frame
+    track_now, tracked_before = False, True  # frame 0: the dense tracker starts fresh, as a probe would
+    frames = video.iter_timeline(reader, src_index, max(0, cfg.read_ahead_chunks) * chunk)
     t = time.perf_counter()
-    for k0, frames in chunks:
+    for k, frame in frames:
         t = clock.add("wait", t)
-        if dense_video:
-            seen = True
+        if k % chunk == 0:
+            if tracked_before:  # the dense tracker is running: its own detection is the presence signal
+                dense(k, frame[None])
+                seen = bool(det.valid[k].any())
+            else:
+                seen = bool(prober.track(frame[None], 1.0 / cfg.presence_every_s).valid.any())
+                t = clock.add("presence", t)
+            if held and seen:
+                dense(held[0][0], np.stack([f for _, f in held]))
+            held = []
+            if progress and k:
+                progress(k, k_len)
+            track_now = seen or bool(narrated[k:k + chunk].any())
+            if not tracked_before:  # the probe looked at this frame: the dense tracker has not
+                if track_now:
+                    dense(k, frame[None])
+                else:
+                    held.append((k, frame))
+            tracked_before = track_now
+        elif track_now:
+            dense(k, frame[None])
         else:
-            seen = bool(prober.track(frames[:1], 1.0 / cfg.presence_every_s).valid.any())
-            probes, all_seen = probes + 1, all_seen and seen
-            dense_video = all_seen and probes == cfg.presence_probes  # never when presence_probes == 0
-            t = clock.add("presence", t)
-        if pending is not None:
-            pk0, pframes, pseen = pending
-            if pseen or seen or narrated[pk0:pk0 + len(pframes)].any():
-                dense(pk0, pframes)
-            if progress:
-                progress(pk0 + len(pframes), k_len)
-        pending = (k0, frames, seen)
+            held.append((k, frame))
         t = time.perf_counter()
-    if pending is not None:
-        pk0, pframes, pseen = pending
-        if pseen or narrated[pk0:pk0 + len(pframes)].any():
-            dense(pk0, pframes)
-        if progress:
-            progress(k_len, k_len)
+    if progress:
+        progress(k_len, k_len)
     return det, tracked
 
 
@@ -276,9 +325,9 @@ def annotate_video(
     clock = _Clock()
     segments = _segments(narrations)
     dec = decode(path, cfg)
-    tracker = _tracker(cfg, "dense")
-    clock_t = clock.add("open", clock_t)
-    det, tracked = _track_video(tracker, dec.reader, dec.src_index, cfg, segments, progress, clock)
+    with _tracker(cfg, "dense") as tracker, _tracker(cfg, "presence") as prober:
+        clock_t = clock.add("open", clock_t)
+        det, tracked = _track_video(tracker, prober, dec.reader, dec.src_index, cfg, segments, progress, clock)
     clock_t = clock.add("track", clock_t)
     hands = lift_hands(det, dec, intrinsics)
     clock_t = clock.add("lift", clock_t)

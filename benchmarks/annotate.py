@@ -75,7 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("videos", nargs="*", help="default: the sample and a ~17 s 720p video made from it")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--reader", default="decord", choices=["decord", "pyav"])
+    ap.add_argument("--reader", default="auto", choices=["auto", "decord", "pyav"])
     ap.add_argument("--long-seconds", type=float, default=17.0)
     args = ap.parse_args()
     import statistics
@@ -97,18 +97,21 @@ def main() -> None:
     for path in videos:
         vid = video_id(path)
         annotate_video(path, vid, cfg)  # warm: imports, landmarkers
-        runs = []
-        for _ in range(args.runs):
+        tracker_alone(path, cfg)
+        runs, alone, decs = [], [], []
+        for _ in range(args.runs):  # alternating, so drifts of the machine hit both alike
             r = annotate_video(path, vid, cfg)
             runs.append((r, r.seconds_by_step, write_seconds(r.rows)))
-        alone = [tracker_alone(path, cfg) for _ in range(args.runs)]
-        dec_s = statistics.median(decode_alone(path, cfg) for _ in range(args.runs))
+            alone.append(tracker_alone(path, cfg))
+            decs.append(decode_alone(path, cfg))
         r = runs[0][0]
-        med = lambda k: statistics.median(st.get(k, 0.0) for _, st, _ in runs)  # noqa: E731
+        steps = {k: statistics.median(st.get(k, 0.0) for _, st, _ in runs)
+                 for k in ("open", "track", "wait", "presence", "lift", "clean", "ik", "caption", "rows")}
         annotate_s = statistics.median(x.seconds + w for x, _, w in runs)  # the step: annotate + write
         mp_fps = statistics.median(n / s for s, n in alone)
         fps = r.num_frames / annotate_s
-        table.append((Path(path).name, r, dec_s, med, statistics.median(w for *_, w in runs), annotate_s, fps, mp_fps))
+        table.append((Path(path).name, r, statistics.median(decs), steps, statistics.median(w for *_, w in runs),
+                      annotate_s, fps, mp_fps))
     f = cpu_facts()
     print(f"\nCPU: {f['cpu']}; native bf16: {f['native_bf16']}; load average (1 min): {f['load_avg_1min']:.2f}; "
           f"median of {args.runs} runs; reader {args.reader}\n")
@@ -116,10 +119,10 @@ def main() -> None:
           "| lift | clean | of which IK | captions | rows | write | annotate step | frames/s | MediaPipe alone "
           "frames/s | ratio |")
     print("|" + "---|" * 17)
-    for name, r, dec_s, med, w, total, fps, mp_fps in table:
-        print(f"| {name} | {r.num_frames} | {dec_s:.2f} | {med('open'):.2f} | {med('track'):.2f} | {med('wait'):.2f} | "
-              f"{med('presence'):.2f} | {med('lift'):.3f} | {med('clean'):.3f} | {med('ik'):.3f} | "
-              f"{med('caption'):.3f} | {med('rows'):.3f} | {w:.3f} | {total:.2f} | {fps:.1f} | {mp_fps:.1f} | "
+    for name, r, dec_s, st, w, total, fps, mp_fps in table:
+        print(f"| {name} ({r.reader}) | {r.num_frames} | {dec_s:.2f} | {st['open']:.2f} | {st['track']:.2f} | "
+              f"{st['wait']:.2f} | {st['presence']:.2f} | {st['lift']:.3f} | {st['clean']:.3f} | {st['ik']:.3f} | "
+              f"{st['caption']:.3f} | {st['rows']:.3f} | {w:.3f} | {total:.2f} | {fps:.1f} | {mp_fps:.1f} | "
               f"{fps / mp_fps:.2f} |")
     print("\nSeconds; decode runs in its own thread during `track`, so it is not added to the step.")
     tmp.cleanup()

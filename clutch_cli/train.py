@@ -79,14 +79,16 @@ def _train(args) -> int:
         run_stages(cfg)
         return 0
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from flows import temp_server
+
+    started = temp_server.start()  # imports while this process imports torch and the flow
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from clutch_cli import _log_to_stderr
-    from flows.temp_server import temporary_server
     from flows.train_clutch import train_clutch
 
     _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)  # Prefect's logging set-up replaced ours
     _quiet(cfg.progress)
-    with temporary_server():
+    with temp_server.temporary_server(started):
         state = train_clutch(**params, return_state=True)
     if not state.is_completed():
         exc = state.result(raise_on_failure=False)

@@ -19,8 +19,10 @@ at a true 15 fps (frames are repeated or skipped as needed).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -122,14 +124,17 @@ def decode_size(width: int, height: int, short_side: int = 480, max_long_side: i
 
 
 class DecordReader:
-    """decord.VideoReader resizing in the decoder; frames read in batches of `batch`."""
+    """decord.VideoReader resizing in the decoder. Frames are read in batches that grow from 2 to
+    `batch`, so the first frames reach the tracker after a few decodes, not after `batch`."""
 
     name = "decord"
 
-    def __init__(self, path: str, size: tuple[int, int], batch: int = 32):
+    def __init__(self, path: str, size: tuple[int, int], batch: int = 32, threads: int = 1):
         import decord
 
-        self._vr = decord.VideoReader(path, width=size[0], height=size[1], num_threads=2)
+        # one decoder thread: the tracker has the other core (decord converts every frame it
+        # decodes, wanted or not, so more threads only contend with the tracker on 2 cores)
+        self._vr = decord.VideoReader(path, width=size[0], height=size[1], num_threads=threads)
         n = len(self._vr)
         if n == 0:
             raise decord._ffi.base.DECORDError("decord found no frames")
@@ -138,8 +143,10 @@ class DecordReader:
 
     def iter_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         idx = list(indices)
-        for i in range(0, len(idx), self._batch):
-            part = idx[i:i + self._batch]
+        i, b = 0, min(2, self._batch)
+        while i < len(idx):
+            part = idx[i:i + b]
+            i, b = i + len(part), min(2 * b, self._batch)
             try:
                 frames = self._vr.get_batch(part).asnumpy()  # [b, h, w, 3]
             except Exception as e:
@@ -175,6 +182,10 @@ class PyAVReader:
         self.timestamps = np.asarray(pts, np.float64) * tb
 
     def iter_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode in order and convert only the wanted frames. H.264 packets of unwanted
+        non-reference pictures (nal_ref_idc 0: no other picture predicts from them) are not
+        decoded at all; the wanted frames come out bit-identical (tests/test_speed_paths.py).
+        At 30 -> 15 fps with B-frames that skips most unwanted frames."""
         import av
 
         want = set(int(i) for i in indices)
@@ -185,24 +196,67 @@ class PyAVReader:
         try:
             with av.open(self.path) as c:
                 s = c.streams.video[0]
-                s.thread_type = "AUTO"
-                for frame in c.decode(s):
-                    i = self._pts_index.get(frame.pts)
-                    if i is None:
+                # the tracker keeps one core busy: decode with the others (one on a 2-core machine,
+                # where more decoder threads only contend with it)
+                s.thread_type, s.thread_count = "AUTO", max(1, (os.cpu_count() or 2) - 1)
+                nal_len = _avcc_nal_length(s.codec_context)
+                for packet in c.demux(s):
+                    if (nal_len and packet.size and packet.pts is not None
+                            and self._pts_index.get(packet.pts) not in want and _h264_nonref(bytes(packet), nal_len)):
                         continue
-                    if i in want:
-                        yield i, frame.to_ndarray(width=w, height=h, format="rgb24")
-                    if i >= last:
-                        return
+                    for frame in packet.decode():
+                        i = self._pts_index.get(frame.pts)
+                        if i is None:
+                            continue
+                        if i in want:
+                            yield i, frame.to_ndarray(width=w, height=h, format="rgb24")
+                        if i >= last:
+                            return
         except av.error.FFmpegError as e:
             if not is_bad_data(e):
                 raise
             raise BadVideoError(self.path, f"decode failed (pyav: {e})") from None
 
 
-def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "decord") -> FrameReader:
-    """decord when it opens the file, else PyAV (the reader's `name` records which). A decord error
-    about the data falls back to PyAV with the reason logged; other errors (memory, I/O) propagate."""
+def _avcc_nal_length(ctx) -> int:
+    """Bytes of each NAL unit's length prefix for H.264 in MP4/MOV (avcC extradata), else 0."""
+    ex = bytes(ctx.extradata or b"") if ctx is not None and ctx.name == "h264" else b""
+    return (ex[4] & 3) + 1 if len(ex) > 4 and ex[0] == 1 else 0
+
+
+def _h264_nonref(data: bytes, nal_len: int) -> bool:
+    """True when every coded slice in a length-prefixed H.264 access unit has nal_ref_idc 0
+    (a picture no other picture references, so skipping it changes no other frame)."""
+    i, n, slices = 0, len(data), 0
+    while i + nal_len < n:
+        size = int.from_bytes(data[i:i + nal_len], "big")
+        i += nal_len
+        if size <= 0 or i + size > n:
+            return False  # not what we expect: decode it
+        head = data[i]
+        if head & 0x1F in (1, 5):  # coded slice (non-IDR, IDR)
+            if head & 0x60:
+                return False
+            slices += 1
+        i += size
+    return slices > 0
+
+
+READERS = ("auto", "decord", "pyav")
+
+
+def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "auto") -> FrameReader:
+    """A reader for `prefer`; the reader's `name` records which one reads.
+
+    auto: PyAV for H.264 (it leaves unwanted non-reference frames undecoded, where decord decodes
+    and converts every frame: on 30 fps 1080p that is most of a core, the core the tracker needs
+    on a 2-core machine; BENCHMARKS.md "Annotators"), decord otherwise. decord: decord when it
+    opens the file, else PyAV; a decord error about the data falls back with the reason logged.
+    Other errors (memory, I/O) propagate."""
+    if prefer not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {prefer!r}")
+    if prefer == "auto":
+        prefer = "pyav" if info.codec == "h264" else "decord"
     if prefer == "decord":
         try:
             return DecordReader(info.path, size)
@@ -230,31 +284,38 @@ def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int,
     """Yield (first output frame, RGB uint8 [n<=chunk, h, w, 3]) over the resampled timeline.
 
     read_ahead > 0 decodes in a background thread that stays at most that many chunks ahead
-    (a bounded queue): the consumer (the tracker) never waits for frames while the decoder
-    keeps up, and memory stays at read_ahead + 2 chunks. The chunks are the same either way.
+    (a bounded queue), so memory stays at read_ahead + 2 chunks. The chunks are the same either way.
     """
+    def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        frames = iter_timeline(reader, src_index)
+        for k0 in range(0, len(src_index), chunk):
+            yield k0, np.stack([f for _, f in itertools.islice(frames, chunk)])
+
     if read_ahead <= 0:
-        yield from _resampled(reader, src_index, chunk)
+        yield from chunks()
         return
-    yield from read_ahead_iter(_resampled(reader, src_index, chunk), read_ahead)
+    yield from read_ahead_iter(chunks(), read_ahead)
 
 
-def _resampled(reader: FrameReader, src_index: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    uniq = np.unique(src_index)
-    frames = reader.iter_frames(uniq.tolist())
-    cache: dict[int, np.ndarray] = {}
-    for k0 in range(0, len(src_index), chunk):
-        need = src_index[k0:k0 + chunk]
-        while need[-1] not in cache:
+def iter_timeline(reader: FrameReader, src_index: np.ndarray, read_ahead: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (k, RGB uint8 [h, w, 3]) for every frame k of the resampled timeline, in order.
+
+    read_ahead > 0 decodes in a background thread at most that many frames ahead of the consumer
+    (the tracker): it starts on the first frame decoded, not on a whole chunk, and never waits while
+    the decoder keeps up. Memory: read_ahead + 2 frames."""
+    if read_ahead > 0:
+        yield from read_ahead_iter(iter_timeline(reader, src_index), read_ahead)
+        return
+    frames = reader.iter_frames(np.unique(src_index).tolist())
+    have, frame = -1, None
+    for k, i in enumerate(src_index.tolist()):
+        while have < i:  # sorted unique indices: the frame shown at k is the next one or the last one
             got = next(frames, None)
             if got is None:  # the container lists frames its data no longer holds
-                raise BadVideoError(reader.path, f"truncated or corrupt: frame {int(need[-1])} of "
+                raise BadVideoError(reader.path, f"truncated or corrupt: frame {i} of "
                                                  f"{len(reader.timestamps)} cannot be decoded")
-            cache[got[0]] = got[1]
-        out = np.stack([cache[int(i)] for i in need])
-        keep = int(need[-1])
-        cache = {i: f for i, f in cache.items() if i >= keep}  # only the last one may repeat
-        yield k0, out
+            have, frame = got
+        yield k, frame
 
 
 _DONE = object()

@@ -90,8 +90,7 @@ ANNOTATOR_FIELDS = ("tracker", "tracker_repo", "mano_dir", "vlm")  # BuildConfig
 
 
 def _train_choices() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from clutch_core.shift.model import TOKENIZERS
-    from clutch_core.shift.train import PRESETS
+    from clutch_core.shift.presets import PRESETS, TOKENIZERS  # torch-free: `clutch build` starts fast
 
     return tuple(PRESETS), tuple(TOKENIZERS)
 

@@ -9,6 +9,8 @@ Prefect's temporary server. Elsewhere than Linux it behaves like Prefect's.
     with temporary_server():      # no-op when PREFECT_API_URL is set
         build_3dhiw(...)
 
+`start()` launches the process early (before heavy imports) and `temporary_server(started)` waits for it.
+
 The child runs `main([PARENT_PID, PORT])` of this module, imported from the same project
 folder as the parent (not from the working directory, which may hold another `flows`).
 """
@@ -31,16 +33,47 @@ _CHILD = (f"import sys; sys.path[0] = {str(Path(__file__).resolve().parents[1])!
           "from flows.temp_server import main; main(sys.argv[1:])")
 
 
+class Starting:
+    """A temporary server whose process is already starting (see `start`)."""
+
+    def __init__(self, proc: subprocess.Popen, url: str):
+        self.proc, self.url = proc, url
+
+
+def start() -> Starting | None:
+    """Launch the server process now and return at once (None when PREFECT_API_URL is set).
+
+    The server needs ~5 s of one core to import and open its database. `clutch build` calls this
+    before its own heavy imports, so both run at the same time on two cores; `temporary_server`
+    then waits for it to answer."""
+    if "prefect" not in sys.modules:  # the child reads this same environment and profile: no need to
+        if os.environ.get("PREFECT_API_URL"):  # import prefect here (about a second) before launching it
+            return None
+        env = {**os.environ, **SERVER_ENV}
+    else:  # settings may be changed in this process (temporary_settings): pass them on
+        from prefect.settings import PREFECT_API_URL, get_current_settings
+
+        if PREFECT_API_URL.value():
+            return None
+        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **SERVER_ENV}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(os.getpid()), str(port)], env=env)
+    return Starting(proc, f"http://127.0.0.1:{port}/api")
+
+
 @contextlib.contextmanager
-def temporary_server() -> Iterator[str | None]:
-    """Start a server unless PREFECT_API_URL is set; yields its API URL (None when not started).
+def temporary_server(started: Starting | None = None) -> Iterator[str | None]:
+    """Serve the API from a temporary server unless PREFECT_API_URL is set; yields its API URL (None
+    when not started). `started`: a process from `start()` to wait for instead of launching one.
     Startup waits up to PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
     if PREFECT_API_URL.value():
+        if started is not None:
+            _stop(started.proc)
         yield None
         return
-    proc, url = _start(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+    proc, url = _start(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()), started)
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
@@ -48,23 +81,25 @@ def temporary_server() -> Iterator[str | None]:
             finally:
                 _flush_to_api()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
-def _start(timeout_s: float) -> tuple[subprocess.Popen, str]:
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _start(timeout_s: float, started: Starting | None = None) -> tuple[subprocess.Popen, str]:
     import httpx
-    from prefect.settings import get_current_settings
 
-    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **SERVER_ENV}
     for _ in range(3):  # a port taken between the probe and the bind: try another
-        port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(os.getpid()), str(port)], env=env)
-        url = f"http://127.0.0.1:{port}/api"
+        first, started = started or start(), None
+        assert first is not None
+        proc, url = first.proc, first.url
         t0 = time.monotonic()
         while proc.poll() is None and time.monotonic() - t0 < timeout_s:
             try:
@@ -74,8 +109,7 @@ def _start(timeout_s: float) -> tuple[subprocess.Popen, str]:
                 pass
             time.sleep(0.1)
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            _stop(proc)
             raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
                                "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
     raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode}")

@@ -114,7 +114,7 @@ def test_pyav_fallback_when_decord_cannot_open(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(video.DecordReader, "__init__", refuse)
     with caplog.at_level("INFO", logger="clutch_core.video"):
-        r = annotate_video(p, "v", AnnotateConfig())
+        r = annotate_video(p, "v", AnnotateConfig(reader="decord"))
     assert r.reader == "pyav" and r.num_frames == 10
     assert "decord cannot open this" in caplog.text  # the reason of the fallback is logged
 
@@ -127,10 +127,11 @@ def test_errors_other_than_the_decoders_are_not_bad_input(tmp_path, monkeypatch)
             raise exc
             yield
 
-        with monkeypatch.context() as m:
-            m.setattr(video.DecordReader, "iter_frames", fail)
-            with pytest.raises(type(exc)):
-                annotate_video(p, "v", AnnotateConfig())
+        for cls, reader in ((video.DecordReader, "decord"), (video.PyAVReader, "pyav"), (video.PyAVReader, "auto")):
+            with monkeypatch.context() as m:
+                m.setattr(cls, "iter_frames", fail)
+                with pytest.raises(type(exc)):
+                    annotate_video(p, "v", AnnotateConfig(reader=reader))
     assert not video.is_bad_data(MemoryError()) and not video.is_bad_data(OSError())
     import av
     from decord._ffi.base import DECORDError

@@ -12,7 +12,7 @@ CHANGED = {
     "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav",
     "decode_short_side": 360, "decode_max_long_side": 640, "min_side": 64, "max_side": 4096,
     "tracker_repo": "owner/repo", "tracker": "other", "tracker_source": "github",
-    "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "presence_probes": 0, "read_ahead_chunks": 0, "max_gap": 3, "smooth_window": 9,
+    "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "read_ahead_chunks": 0, "max_gap": 3, "smooth_window": 9,
     "smooth_polyorder": 3, "mano_dir": "/mano", "mano_iterations": 3, "captioners": ("kinematic",),
     "vlm": "some/vlm", "vlm_frames": 8, "vlm_max_new_tokens": 64, "vlm_batch_size": 16,
     "min_presence": 0.5, "max_jitter": 30.0, "max_bone_cv": 0.2,

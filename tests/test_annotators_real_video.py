@@ -20,7 +20,7 @@ def result(shared_data, tmp_path_factory):
 @pytest.mark.slow
 def test_real_video_clips_are_valid_rows(result):
     path, r = result
-    assert r.reader == "decord" and r.image_size == (1920, 1080)
+    assert r.reader == "pyav" and r.image_size == (1920, 1080)  # reader auto: H.264 -> PyAV
     assert r.num_frames == 60  # 4 s at 15 fps
     assert len(r.rows) >= 1 and sum(row["num_frames"] for row in r.rows) >= 40
     for row in r.rows:
@@ -70,4 +70,4 @@ def test_real_video_kinematic_captions_narration_and_mano(result, tmp_path):
     assert row["pose_convention"] == "mano" and row["fingerprint"] == cfg.fingerprint() != r.rows[0]["fingerprint"]
     first = np.flatnonzero(row["presence"].any(1))[0]
     h = 0 if row["presence"][first, 0] else 1
-    np.testing.assert_allclose(row["motion"][first, 99 * h + 96:99 * h + 99], 0, atol=0.02)  # origin: first wrist
+    np.testing.assert_allclose(row["motion"][first, 99 * h + 96:99 * h + 99], 0, atol=0.03)  # origin: first wrist (within the residual of a 2-step fit)

@@ -14,7 +14,7 @@ def test_memory_error_while_decoding_is_retried_not_quarantined(prefect_harness,
     from storage.ledger import Ledger
 
     path = write_video(tmp_path / "v.mp4", 160, 120, [i / 30 for i in range(30)])
-    real, calls = video.DecordReader.iter_frames, []
+    real, calls = video.PyAVReader.iter_frames, []  # the default reader of H.264
 
     def once_out_of_memory(self, indices):
         calls.append(1)
@@ -22,7 +22,7 @@ def test_memory_error_while_decoding_is_retried_not_quarantined(prefect_harness,
             raise MemoryError("decoder could not allocate a frame")
         yield from real(self, indices)
 
-    monkeypatch.setattr(video.DecordReader, "iter_frames", once_out_of_memory)
+    monkeypatch.setattr(video.PyAVReader, "iter_frames", once_out_of_memory)
     s = build_3dhiw(videos=[str(path)], out=str(tmp_path / "D"), retries=1, retry_delay_s=0, progress=False)
     assert len(calls) >= 2, "the video was not decoded again"
     assert (s["done"], s["failed"], s["quarantined"]) == (1, 0, 0)

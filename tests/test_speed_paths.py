@@ -94,3 +94,107 @@ def test_amp_auto_follows_the_measurement_and_restores_the_model(monkeypatch):
     monkeypatch.setattr(train, "_time_steps", lambda *a, **k: (2.0, 1.0))
     on, why = train.resolve_amp(cfg, torch.device("cpu"), model, x, p)
     assert on and "2.00x" in why
+
+
+class _FakeTracker:
+    """Sees a hand on a frame whose pixel (0, 0, 0) is 1; records the frame numbers it was given."""
+
+    name, version = "fake", "0"
+
+    def __init__(self):
+        self.frames: list[int] = []
+
+    def reset(self) -> None:
+        pass
+
+    def track(self, frames, fps):
+        from annotators.tracking import Detections
+
+        det = Detections.empty(len(frames))
+        for i, f in enumerate(frames):
+            self.frames.append(int(f[0, 0, 1]))
+            if f[0, 0, 0]:
+                det.label[i, 0], det.score[i, 0] = 1, 1.0
+                det.kp2d[i, 0], det.world[i, 0] = 1.0, 0.01
+        return det
+
+
+class _TimelineReader:
+    name, path, size = "fake", "fake.mp4", (4, 4)
+
+    def __init__(self, hands):
+        self.hands = hands
+        self.timestamps = np.arange(len(hands)) / 15.0
+
+    def iter_frames(self, indices):
+        for i in indices:
+            f = np.zeros((4, 4, 3), np.uint8)
+            f[0, 0] = (self.hands[i], i, 0)
+            yield i, f
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_presence_rule_tracks_chunks_next_to_a_sighting_in_order(monkeypatch, read_ahead):
+    from annotators import pipeline
+
+    chunk = 15
+    # first frames of chunks 0..7 see a hand in chunks 0, 1, 4 and 7; chunk 3 is hand-free at its
+    # first frame only; chunk 6 is narrated
+    starts = {0: 1, 1: 1, 2: 0, 3: 0, 4: 1, 5: 0, 6: 0, 7: 1}
+    hands = np.zeros(8 * chunk, np.uint8)
+    for c, h in starts.items():
+        hands[c * chunk] = h
+    hands[3 * chunk + 5:4 * chunk] = 1
+    dense, probe = _FakeTracker(), _FakeTracker()
+    cfg = pipeline.AnnotateConfig(read_ahead_chunks=read_ahead)
+    reader = _TimelineReader(hands)
+    det, tracked = pipeline._track_video(dense, probe, reader, np.arange(len(hands)), cfg,
+                                         [(6 * chunk / 15.0, 7 * chunk / 15.0 - 0.01, "narrated")], None,
+                                         pipeline._Clock())
+    want_chunks = {c for c in range(8) if starts[c] or starts.get(c + 1, 0) or c == 6}
+    assert want_chunks == {0, 1, 3, 4, 6, 7}
+    want = [k for c in sorted(want_chunks) for k in range(c * chunk, (c + 1) * chunk)]
+    assert dense.frames == sorted(dense.frames)  # timeline order, each frame once
+    assert set(want) <= set(dense.frames) and tracked == len(dense.frames)
+    extra = set(dense.frames) - set(want)  # only first frames the dense tracker looked at as the presence signal
+    assert extra <= {c * chunk for c in range(8)}
+    # the probe looks only at first frames after a chunk the dense tracker did not run through
+    # (2 -> 3, held 3 -> 4, held 5 -> 6); elsewhere the dense tracker's own detection decides
+    assert probe.frames == [3 * chunk, 4 * chunk, 6 * chunk]
+    assert det.valid[3 * chunk + 5:4 * chunk].any(1).all()  # found because chunk 4's first frame saw a hand
+
+
+def test_a_hand_dense_video_costs_no_presence_probe(monkeypatch):
+    from annotators import pipeline
+
+    hands = np.ones(100, np.uint8)
+    dense, probe = _FakeTracker(), _FakeTracker()
+    det, tracked = pipeline._track_video(dense, probe, _TimelineReader(hands), np.arange(100), pipeline.AnnotateConfig(),
+                                         None, None, pipeline._Clock())
+    assert dense.frames == list(range(100)) and tracked == 100 and probe.frames == []
+
+
+def test_pyav_leaves_unwanted_nonreference_frames_undecoded_and_the_rest_identical(tmp_path):
+    """H.264 with B-frames at 30 fps -> the 15 fps frames: bit-identical to a full decode, and the
+    skipped packets are ones no other picture references (nal_ref_idc 0)."""
+    import av
+
+    from bad_inputs import write_video
+    from clutch_core import video
+
+    p = write_video(tmp_path / "v.mp4", 96, 64, [i / 30 for i in range(60)])
+    info = video.probe(p)
+    reader = video.open_reader(info, (48, 32), "auto")
+    assert reader.name == "pyav"
+    want = video.resample_indices(reader.timestamps, 15.0)
+    got = dict(reader.iter_frames(np.unique(want).tolist()))
+    with av.open(str(p)) as c:
+        full = {reader._pts_index[f.pts]: f.to_ndarray(width=48, height=32, format="rgb24") for f in c.decode(video=0)}
+    assert sorted(got) == sorted(set(want.tolist()))
+    assert all(np.array_equal(got[i], full[i]) for i in got)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        n = video._avcc_nal_length(s.codec_context)
+        nonref = [reader._pts_index[pk.pts] for pk in c.demux(s) if pk.size and video._h264_nonref(bytes(pk), n)]
+    assert n == 4 and nonref, "x264's default B-frames include non-reference pictures"
+    assert set(nonref) - set(want.tolist()), "some unwanted frame is skippable"

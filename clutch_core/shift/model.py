@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clutch_core.shift.presets import TOKENIZERS
 from clutch_core.shift.quantizer import EMAQuantizer
 from layout import HAND_DIM
 from layout import POSE_IDX as _POSE
 from layout import TRAJ_IDX as _TRAJ
 
 TRAJ_IDX, POSE_IDX = list(_TRAJ), list(_POSE)  # 9: orientation 6D + wrist translation; 90: 15 joints x 6D
-TOKENIZERS = ("shift", "vqvae", "rvq")
 RVQ_LEVELS = 4  # tokens per latent step of the equal-bits baseline, as SHIFT's 4 streams
 
 
