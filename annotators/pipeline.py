@@ -16,8 +16,9 @@
 
 `VideoResult.seconds_by_step` records where the time went (benchmarks/annotate.py).
 
-Only per-frame detections (~1 KB per frame) are kept for the whole video; frames are
-dropped after each chunk, so memory does not grow with video length.
+Only per-frame detections (~1 KB per frame) are kept for the whole video; a frame is dropped
+once tracked (at most the read-ahead queue and one held chunk are in memory), so memory does
+not grow with video length.
 """
 from __future__ import annotations
 

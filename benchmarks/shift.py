@@ -215,17 +215,30 @@ def amp_quality(args) -> None:
         from clutch_core.synth import SynthConfig, write_corpus
 
         write_corpus(dataset, SynthConfig(clips=args.synth, seed=args.seed))
-    rows = {}
+    rows, curves = {}, {}
     for amp in ("off", "bf16"):
-        cfg = preset_config(args.preset, max_steps=args.steps, amp=amp, batch=args.batch)
+        cfg = preset_config(args.preset, max_steps=args.steps, amp=amp, batch=args.batch, seed=args.seed,
+                            ckpt_every=args.val_every)
         rows[amp] = train_tokenizer(dataset, out / f"amp-{amp}", cfg, progress=False)
+        log = (out / f"amp-{amp}" / "shift" / "val_log.jsonl").read_text().splitlines()
+        curves[amp] = {int(d["step"]): float(d["val_mpjpe_mm"]) for d in map(json.loads, log)}
     f, b = rows["off"]["val_mpjpe_mm"], rows["bf16"]["val_mpjpe_mm"]
-    print(f"\n{args.preset} preset, {args.steps} steps, batch {args.batch}, eval split {rows['off']['eval_split']} "
-          f"({rows['off'].get('val_clips')} clips)\n")
-    print("| amp | val MPJPE mm | traj mm | pose mm |\n|---|---|---|---|")
+    print(f"\n{args.preset} preset, {args.steps} steps, batch {args.batch}, seed {args.seed}, eval split "
+          f"{rows['off']['eval_split']} ({rows['off'].get('val_clips')} clips)\n")
+    print("| amp | val MPJPE mm | traj mm | pose mm | train clips/s |\n|---|---|---|---|---|")
     for amp, m in rows.items():
-        print(f"| {amp} | {m['val_mpjpe_mm']:.2f} | {m['val_mpjpe_traj_mm']:.2f} | {m['val_mpjpe_pose_mm']:.2f} |")
-    print(f"\nbf16 / float32 val MPJPE: {b / f:.4f} ({100 * (b / f - 1):+.2f} %)")
+        print(f"| {amp} | {m['val_mpjpe_mm']:.2f} | {m['val_mpjpe_traj_mm']:.2f} | {m['val_mpjpe_pose_mm']:.2f} | "
+              f"{m['train_clips_per_s']:.1f} |")
+    steps = sorted(set(curves["off"]) & set(curves["bf16"]))
+    print("\nval MPJPE (mm) at each evaluation:\n\n| step | " + " | ".join(map(str, steps)) + " |")
+    print("|---|" + "---|" * len(steps))
+    for amp in ("off", "bf16"):
+        print(f"| {amp} | " + " | ".join(f"{curves[amp][k]:.2f}" for k in steps) + " |")
+    last = steps[-3:]
+    mf = sum(curves["off"][k] for k in last) / len(last)
+    mb = sum(curves["bf16"][k] for k in last) / len(last)
+    print(f"\nbf16 / float32 val MPJPE at step {args.steps}: {b / f:.4f} ({100 * (b / f - 1):+.2f} %); "
+          f"mean of the last {len(last)} evaluations: {mb:.2f} / {mf:.2f} = {mb / mf:.4f} ({100 * (mb / mf - 1):+.2f} %)")
 
 
 def main() -> None:
@@ -263,6 +276,7 @@ def main() -> None:
     aq.add_argument("--batch", type=int, default=32)
     aq.add_argument("--preset", default="tiny")
     aq.add_argument("--threads", type=int)
+    aq.add_argument("--val-every", type=int, default=50, help="val MPJPE every this many steps (a checkpoint each)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

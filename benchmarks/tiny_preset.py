@@ -88,6 +88,8 @@ def main() -> None:
     a.add_argument("--compare-vqvae", action="store_true", help="also train the VQ-VAE baseline (quiet)")
     a.add_argument("--max-steps", type=int, help="cap every stage (a shorter, per-stage comparison); default: none")
     a.add_argument("--stages", help="stages to run (default: every default stage)")
+    a.add_argument("--quiet-seconds", type=float,
+                   help="skip the quiet runs and compare with this quiet wall time (one measured earlier, alone)")
     args = a.parse_args()
     short = (("--max-steps", str(args.max_steps)) if args.max_steps else ()) + (
         ("--stages", args.stages) if args.stages else ())
@@ -102,6 +104,9 @@ def main() -> None:
     rows, quiet = [], {}
     settings = list(itertools.product([int(t) for t in args.threads.split(",")], args.wait_policy.split(",")))
     for (threads, policy), busy in itertools.product(settings, (False, True)):
+        if not busy and args.quiet_seconds:
+            quiet[(threads, policy)] = args.quiet_seconds
+            continue
         comp = competitor(dataset, args.work, threads, policy, args.competitor, short) if busy else None
         try:
             if comp:
