@@ -68,12 +68,13 @@ def competitor(dataset: Path, work: Path, threads: int, policy: str, kind: str,
 
 
 def stop(p: subprocess.Popen) -> None:
+    """End the competitor and every process it started (SIGKILL: a Prefect run may outlive SIGTERM)."""
     import signal
 
     try:
-        os.killpg(p.pid, signal.SIGTERM)
+        os.killpg(p.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        p.terminate()
+        p.kill()
     p.wait()
 
 
