@@ -238,15 +238,16 @@ def _track_video(tracker: HandTracker, prober: HandTracker, reader, src_index, c
         tracked += len(frames)
 
     held: list[tuple[int, np.ndarray]] = []  # the previous chunk's frames, waiting for this chunk's first frame
-    track_now, tracked_before = False, True  # frame 0: the dense tracker starts fresh, as a probe would
+    tracking = True  # the dense tracker runs through this chunk (at frame 0 it starts fresh, as a probe would)
     frames = video.iter_timeline(reader, src_index, max(0, cfg.read_ahead_chunks) * chunk)
     t = time.perf_counter()
     for k, frame in frames:
         t = clock.add("wait", t)
+        done = False  # this frame already went through the dense tracker
         if k % chunk == 0:
-            if tracked_before:  # the dense tracker is running: its own detection is the presence signal
+            if tracking:  # the dense tracker ran through the chunk before: its own detection decides
                 dense(k, frame[None])
-                seen = bool(det.valid[k].any())
+                seen, done = bool(det.valid[k].any()), True
             else:
                 seen = bool(prober.track(frame[None], 1.0 / cfg.presence_every_s).valid.any())
                 t = clock.add("presence", t)
@@ -255,14 +256,10 @@ def _track_video(tracker: HandTracker, prober: HandTracker, reader, src_index, c
             held = []
             if progress and k:
                 progress(k, k_len)
-            track_now = seen or bool(narrated[k:k + chunk].any())
-            if not tracked_before:  # the probe looked at this frame: the dense tracker has not
-                if track_now:
-                    dense(k, frame[None])
-                else:
-                    held.append((k, frame))
-            tracked_before = track_now
-        elif track_now:
+            tracking = seen or bool(narrated[k:k + chunk].any())
+        if done:
+            pass
+        elif tracking:
             dense(k, frame[None])
         else:
             held.append((k, frame))

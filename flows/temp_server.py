@@ -97,9 +97,8 @@ def _start(timeout_s: float, started: Starting | None = None) -> tuple[subproces
     import httpx
 
     for _ in range(3):  # a port taken between the probe and the bind: try another
-        first, started = started or start(), None
-        assert first is not None
-        proc, url = first.proc, first.url
+        server, started = started or start(), None  # a retry launches a new one
+        proc, url = server.proc, server.url
         t0 = time.monotonic()
         while proc.poll() is None and time.monotonic() - t0 < timeout_s:
             try:
