@@ -60,6 +60,7 @@ class AnnotateConfig:
     merge_gap_frames: int = 8
     # decoding
     reader: str = "auto"  # 'auto' (PyAV for H.264, else decord), 'decord' (PyAV fallback) or 'pyav'
+    color_conversion: str = "exact"  # PyAV's YUV -> RGB: 'exact' (the source's matrix, rounded) or 'swscale'
     decode_short_side: int = 480
     decode_max_long_side: int = 960
     min_side: int = 32  # smaller sources are rejected as bad input
@@ -91,6 +92,8 @@ class AnnotateConfig:
     def __post_init__(self) -> None:
         if self.reader not in video.READERS:
             raise ValueError(f"reader must be one of {video.READERS}, got {self.reader!r}")
+        if self.color_conversion not in video.COLOR_CONVERSIONS:
+            raise ValueError(f"color_conversion must be one of {video.COLOR_CONVERSIONS}, got {self.color_conversion!r}")
         if not 1 <= self.max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be in 1..{MAX_FRAMES} (the dataset layout), got {self.max_frames!r}")
         self.captioners = tuple(self.captioners)
@@ -352,7 +355,7 @@ def decode(path: str | Path, cfg: AnnotateConfig) -> Decoded:
     """Probe, open a reader at the decode size, and lay the 15 fps timeline over the source frames."""
     info = video.probe(path, cfg.min_side, cfg.max_side)
     size = video.decode_size(info.width, info.height, cfg.decode_short_side, cfg.decode_max_long_side)
-    reader = video.open_reader(info, size, cfg.reader)
+    reader = video.open_reader(info, size, cfg.reader, cfg.color_conversion)
     src_index = video.resample_indices(reader.timestamps, FPS)
     if len(src_index) == 0:
         raise BadVideoError(path, "no frames on the 15 fps timeline (video shorter than one frame)")

@@ -163,10 +163,12 @@ class PyAVReader:
 
     name = "pyav"
 
-    def __init__(self, path: str, size: tuple[int, int]):
+    def __init__(self, path: str, size: tuple[int, int], color: str = "exact"):
         import av
 
-        self.path, self.size = path, size
+        if color not in COLOR_CONVERSIONS:
+            raise ValueError(f"color conversion must be one of {COLOR_CONVERSIONS}, got {color!r}")
+        self.path, self.size, self.color = path, size, color
         try:
             with av.open(path) as c:
                 s = c.streams.video[0]
@@ -209,13 +211,51 @@ class PyAVReader:
                         if i is None:
                             continue
                         if i in want:
-                            yield i, frame.to_ndarray(width=w, height=h, format="rgb24")
+                            yield i, to_rgb(frame, w, h, self.color)
                         if i >= last:
                             return
         except av.error.FFmpegError as e:
             if not is_bad_data(e):
                 raise
             raise BadVideoError(self.path, f"decode failed (pyav: {e})") from None
+
+
+COLOR_CONVERSIONS = ("exact", "swscale")
+
+# limited-range Y'CbCr -> R'G'B' by the source's matrix tag (AVColorSpace): 1 BT.709; 5, 6 BT.601;
+# 2 unspecified, which FFmpeg reads as BT.601
+_KR_KB = {1: (0.2126, 0.0722), 2: (0.299, 0.114), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+
+
+def _ycbcr_to_rgb(kr: float, kb: float) -> np.ndarray:
+    """float32 [3, 4] affine map of limited-range 8-bit Y'CbCr (Y 16-235, C 16-240) to R'G'B' 0-255."""
+    kg, ys, cs = 1.0 - kr - kb, 255.0 / 219.0, 255.0 / 224.0
+    a = np.array([[ys, 0.0, 2 * (1 - kr) * cs],
+                  [ys, -2 * (1 - kb) * kb / kg * cs, -2 * (1 - kr) * kr / kg * cs],
+                  [ys, 2 * (1 - kb) * cs, 0.0]])
+    return np.hstack([a, -(a @ [16.0, 128.0, 128.0])[:, None]]).astype(np.float32)
+
+
+_MATRICES = {k: _ycbcr_to_rgb(*v) for k, v in _KR_KB.items()}
+
+
+def to_rgb(frame, w: int, h: int, color: str = "exact") -> np.ndarray:
+    """RGB uint8 [h, w, 3] of a decoded PyAV frame, scaled to (w, h) on the calling thread only.
+
+    exact: swscale scales in Y'CbCr (bilinear, chroma to full size), then the source's own matrix
+    (BT.601 for BT.601 and untagged sources, as FFmpeg reads them; BT.709) is applied rounded to
+    nearest. Against a float reference (exact matrix, bilinear chroma, area downscale) it is off by
+    0.4 levels on average, where swscale's own RGB output is off by 1.6 and reads 1.3-1.9 levels dark;
+    and it costs 2.5 ms instead of 3.4 ms a 1080p frame (BENCHMARKS.md). Full-range, high-bit-depth
+    and RGB sources go to swscale. swscale: FFmpeg's own RGB conversion.
+    One thread: swscale's default spreads over every core, into the tracker's."""
+    import cv2
+
+    m = _MATRICES.get(int(frame.colorspace))
+    if color != "exact" or m is None or frame.format.name != "yuv420p" or int(frame.color_range) == 2:
+        return frame.to_ndarray(width=w, height=h, format="rgb24", threads=1)
+    planes = frame.reformat(width=w, height=h, format="yuv444p", threads=1).to_ndarray()  # [3, h, w]
+    return cv2.transform(np.ascontiguousarray(planes.transpose(1, 2, 0)), m)
 
 
 def _avcc_nal_length(ctx) -> int:
@@ -245,14 +285,15 @@ def _h264_nonref(data: bytes, nal_len: int) -> bool:
 READERS = ("auto", "decord", "pyav")
 
 
-def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "auto") -> FrameReader:
+def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "auto", color: str = "exact") -> FrameReader:
     """A reader for `prefer`; the reader's `name` records which one reads.
 
     auto: PyAV for H.264 (it leaves unwanted non-reference frames undecoded, where decord decodes
     and converts every frame: on 30 fps 1080p that is most of a core, the core the tracker needs
     on a 2-core machine; BENCHMARKS.md "Annotators"), decord otherwise. decord: decord when it
     opens the file, else PyAV; a decord error about the data falls back with the reason logged.
-    Other errors (memory, I/O) propagate."""
+    Other errors (memory, I/O) propagate. color: PyAV's RGB conversion (`to_rgb`); decord converts
+    with its own swscale."""
     if prefer not in READERS:
         raise ValueError(f"reader must be one of {READERS}, got {prefer!r}")
     if prefer == "auto":
@@ -264,7 +305,7 @@ def open_reader(info: VideoInfo, size: tuple[int, int], prefer: str = "auto") ->
             if not is_bad_data(e):
                 raise
             log.info("%s: decord cannot read it (%s); using PyAV", info.path, str(e).strip().splitlines()[0])
-    return PyAVReader(info.path, size)
+    return PyAVReader(info.path, size, color)
 
 
 def resample_indices(timestamps: np.ndarray, fps: float = FPS) -> np.ndarray:

@@ -189,7 +189,7 @@ def test_pyav_leaves_unwanted_nonreference_frames_undecoded_and_the_rest_identic
     want = video.resample_indices(reader.timestamps, 15.0)
     got = dict(reader.iter_frames(np.unique(want).tolist()))
     with av.open(str(p)) as c:
-        full = {reader._pts_index[f.pts]: f.to_ndarray(width=48, height=32, format="rgb24") for f in c.decode(video=0)}
+        full = {reader._pts_index[f.pts]: video.to_rgb(f, 48, 32) for f in c.decode(video=0)}
     assert sorted(got) == sorted(set(want.tolist()))
     assert all(np.array_equal(got[i], full[i]) for i in got)
     with av.open(str(p)) as c:
@@ -198,3 +198,50 @@ def test_pyav_leaves_unwanted_nonreference_frames_undecoded_and_the_rest_identic
         nonref = [reader._pts_index[pk.pts] for pk in c.demux(s) if pk.size and video._h264_nonref(bytes(pk), n)]
     assert n == 4 and nonref, "x264's default B-frames include non-reference pictures"
     assert set(nonref) - set(want.tolist()), "some unwanted frame is skippable"
+
+
+def _yuv_frame(colorspace: int):
+    """A colourful 1080p-shaped (192x108) yuv420p frame tagged with `colorspace` (AVColorSpace)."""
+    import av
+
+    h, w = 108, 192
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    y = (16 + 219 * (0.5 + 0.45 * np.sin(6 * xx + 3 * yy))).astype(np.uint8)
+    cy, cx = np.mgrid[0:h // 2, 0:w // 2] / np.array([h // 2, w // 2])[:, None, None]
+    u = (128 + 90 * np.sin(2 * cy - 1.5 * cx)).astype(np.uint8)  # saturated but smooth colour, as in video
+    v = (128 + 90 * np.cos(1.5 * cx + cy)).astype(np.uint8)
+    f = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(-1, w), v.reshape(-1, w)]), format="yuv420p")
+    f.colorspace = colorspace
+    return f, y, u, v
+
+
+def _reference_rgb(y, u, v, kr, kb, size):
+    """Float R'G'B' of limited-range Y'CbCr by the exact matrix, bilinear chroma, area downscale."""
+    import cv2
+
+    h, w = y.shape
+    up = [cv2.resize(c.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for c in (u, v)]
+    ycc = np.stack([y.astype(np.float32), *up], -1)
+    kg, ys, cs = 1 - kr - kb, 255 / 219, 255 / 224
+    yl, cb, cr = (ycc[..., 0] - 16) * ys, (ycc[..., 1] - 128) * cs, (ycc[..., 2] - 128) * cs
+    rgb = np.stack([yl + 2 * (1 - kr) * cr, yl - 2 * (1 - kb) * kb / kg * cb - 2 * (1 - kr) * kr / kg * cr,
+                    yl + 2 * (1 - kb) * cb], -1)
+    return cv2.resize(np.clip(rgb, 0, 255), size, interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("colorspace, kr, kb", [(2, 0.299, 0.114), (6, 0.299, 0.114), (1, 0.2126, 0.0722)],
+                         ids=["untagged-as-bt601", "bt601", "bt709"])
+def test_exact_colour_conversion_follows_the_source_matrix(colorspace, kr, kb):
+    from clutch_core import video
+
+    f, y, u, v = _yuv_frame(colorspace)
+    ref = _reference_rgb(y, u, v, kr, kb, (86, 48))
+    got = video.to_rgb(f, 86, 48).astype(np.float32)
+    assert got.shape == (48, 86, 3)
+    err = got - ref
+    assert np.abs(err).mean() < 0.6 and np.abs(err.mean((0, 1))).max() < 0.3, (np.abs(err).mean(), err.mean((0, 1)))
+    # the other matrix would be far off: the test can tell BT.601 from BT.709
+    other = _reference_rgb(y, u, v, *((0.2126, 0.0722) if kr == 0.299 else (0.299, 0.114)), (86, 48))
+    assert np.abs(got - other).mean() > 4 * np.abs(err).mean()
+    # FFmpeg's own conversion uses the same matrix, with its rounding
+    assert np.abs(video.to_rgb(f, 86, 48, "swscale").astype(np.float32) - ref).mean() < 3.0
