@@ -9,7 +9,7 @@ from annotators.pipeline import AnnotateConfig
 
 # a changed value for every field (the defaults are the baseline)
 CHANGED = {
-    "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav",
+    "min_s": 2.0, "max_frames": 96, "merge_gap_frames": 4, "reader": "pyav", "color_conversion": "swscale",
     "decode_short_side": 360, "decode_max_long_side": 640, "min_side": 64, "max_side": 4096,
     "tracker_repo": "owner/repo", "tracker": "other", "tracker_source": "github",
     "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "read_ahead_chunks": 0, "max_gap": 3, "smooth_window": 9,
@@ -73,3 +73,10 @@ def test_build_options_reach_the_annotators_by_the_same_name(tmp_path):
     acfg = BuildConfig(videos=["v.mp4"], out=str(tmp_path), **given).annotate_config()
     assert all(getattr(acfg, k) == v for k, v in given.items())
     assert set(ANNOTATOR_FIELDS) <= {f.name for f in dataclasses.fields(AnnotateConfig)}
+
+
+def test_unknown_reader_or_colour_conversion_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"color_conversion must be one of \('exact', 'swscale'\), got 'bt709'"):
+        AnnotateConfig(color_conversion="bt709")
+    with pytest.raises(ValueError, match=r"reader must be one of"):
+        AnnotateConfig(reader="ffmpeg")
