@@ -242,7 +242,10 @@ def _track_video(tracker: HandTracker, prober: HandTracker, reader, src_index, c
 
     held: list[tuple[int, np.ndarray]] = []  # the previous chunk's frames, waiting for this chunk's first frame
     tracking = True  # the dense tracker runs through this chunk (at frame 0 it starts fresh, as a probe would)
-    frames = video.iter_timeline(reader, src_index, max(0, cfg.read_ahead_chunks) * chunk)
+    frames = video.iter_timeline(reader, src_index, max(0, cfg.read_ahead_chunks) * chunk)  # decoding starts
+    prepare = getattr(tracker, "prepare", None)  # optional: a tracker's own set-up, while frames decode
+    if prepare is not None:
+        prepare(*reader.size)
     t = time.perf_counter()
     for k, frame in frames:
         t = clock.add("wait", t)

@@ -134,6 +134,7 @@ class MediaPipeHands:
         self._lm: Any = None
         self._t_ms = -1
         self._flush = False  # feed a black frame before the next video (see reset)
+        self._step_ms = 67  # timestamp step of the last `track` call (15 fps)
 
     def _landmarker(self) -> Any:
         if self._lm is None:
@@ -164,6 +165,20 @@ class MediaPipeHands:
         """
         self._flush = self._lm is not None
 
+    def prepare(self, width: int, height: int) -> None:
+        """Feed the black frame that `reset` asked for now, not in the next `track` (the pipeline
+        calls this while the video's first frames decode, off the tracker's critical path)."""
+        if self._flush:
+            self._feed_black(height, width)
+
+    def _feed_black(self, h: int, w: int) -> None:
+        import mediapipe as mp
+
+        self._t_ms += self._step_ms
+        self._landmarker().detect_for_video(
+            mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((h, w, 3), np.uint8)), self._t_ms)
+        self._flush = False
+
     def track(self, frames: np.ndarray, fps: float) -> Detections:
         import mediapipe as mp
 
@@ -173,12 +188,9 @@ class MediaPipeHands:
         t, h, w = frames.shape[:3]
         out = Detections.empty(t, self.num_hands)
         lm = self._landmarker()
-        step = max(1, int(round(1000.0 / fps)))
+        step = self._step_ms = max(1, int(round(1000.0 / fps)))
         if self._flush and t:
-            self._t_ms += step
-            lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((h, w, 3), np.uint8)),
-                                self._t_ms)
-            self._flush = False
+            self._feed_black(h, w)
         for i in range(t):
             self._t_ms += step
             img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frames[i]))

@@ -339,14 +339,18 @@ def iter_resampled(reader: FrameReader, src_index: np.ndarray, chunk: int,
 
 
 def iter_timeline(reader: FrameReader, src_index: np.ndarray, read_ahead: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (k, RGB uint8 [h, w, 3]) for every frame k of the resampled timeline, in order.
+    """(k, RGB uint8 [h, w, 3]) for every frame k of the resampled timeline, in order.
 
     read_ahead > 0 decodes in a background thread at most that many frames ahead of the consumer
-    (the tracker): it starts on the first frame decoded, not on a whole chunk, and never waits while
-    the decoder keeps up. Memory: read_ahead + 2 frames."""
+    (the tracker), starting now: the first frames decode while the caller gets ready. The consumer
+    gets each frame as soon as it is decoded, not a whole chunk, and never waits while the decoder
+    keeps up. Memory: read_ahead + 2 frames."""
     if read_ahead > 0:
-        yield from read_ahead_iter(iter_timeline(reader, src_index), read_ahead)
-        return
+        return read_ahead_iter(_timeline(reader, src_index), read_ahead)
+    return _timeline(reader, src_index)
+
+
+def _timeline(reader: FrameReader, src_index: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     frames = reader.iter_frames(np.unique(src_index).tolist())
     have, frame = -1, None
     for k, i in enumerate(src_index.tolist()):
@@ -363,14 +367,16 @@ _DONE = object()
 
 
 def read_ahead_iter(items: Iterator, depth: int) -> Iterator:
-    """Run `items` in a daemon thread, at most `depth` items ahead of the consumer.
+    """Run `items` in a daemon thread, started now, at most `depth` items ahead of the consumer.
 
     The producer's exception (e.g. BadVideoError) is raised in the consumer at the position it
     happened. A consumer that stops early (break, an error of its own) stops the producer too:
     it drains at most one pending put and the thread exits, so no decoder outlives its video.
+    A consumer dropped before its first item stops it as well, when it is garbage collected.
     """
     import queue
     import threading
+    import weakref
 
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
@@ -397,16 +403,21 @@ def read_ahead_iter(items: Iterator, depth: int) -> Iterator:
             if close is not None and stop.is_set():
                 close()
 
+    def consume() -> Iterator:
+        try:
+            while True:
+                x, err = q.get()
+                if x is _DONE:
+                    if err is not None:
+                        raise err
+                    return
+                yield x
+        finally:
+            stop.set()
+            t.join()
+
     t = threading.Thread(target=produce, name="clutch-decode", daemon=True)
     t.start()
-    try:
-        while True:
-            x, err = q.get()
-            if x is _DONE:
-                if err is not None:
-                    raise err
-                return
-            yield x
-    finally:
-        stop.set()
-        t.join()
+    out = consume()
+    weakref.finalize(out, stop.set)  # never iterated, never closed: its finally never runs
+    return out

@@ -44,6 +44,30 @@ def test_read_ahead_stops_its_thread_when_the_consumer_stops_early():
     assert len(produced) <= 3 + 1 + 2 + 1  # at most depth (+ one in hand) past the consumer
 
 
+def test_read_ahead_starts_before_the_first_item_is_asked_and_a_dropped_consumer_stops_it():
+    import gc
+    import time
+
+    started, produced = threading.Event(), []
+
+    def produce():
+        started.set()
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    mine = set(threading.enumerate())
+    items = read_ahead_iter(produce(), depth=2)  # the tracker gets ready meanwhile
+    assert started.wait(5), "the producer runs before the consumer's first next()"
+    worker = (set(threading.enumerate()) - mine).pop()
+    time.sleep(0.2)
+    assert len(produced) <= 2 + 1  # bounded by the queue
+    del items
+    gc.collect()
+    worker.join(5)
+    assert not worker.is_alive(), "a consumer never iterated must not leave its decoder running"
+
+
 def test_amp_auto_never_picks_bf16_without_native_support(monkeypatch):
     import torch
 
