@@ -246,8 +246,9 @@ def to_rgb(frame, w: int, h: int, color: str = "exact") -> np.ndarray:
     (BT.601 for BT.601 and untagged sources, as FFmpeg reads them; BT.709) is applied rounded to
     nearest. Against a float reference (exact matrix, bilinear chroma, area downscale) it is off by
     0.4 levels on average, where swscale's own RGB output is off by 1.6 and reads 1.3-1.9 levels dark;
-    and it costs 2.5 ms instead of 3.4 ms a 1080p frame (BENCHMARKS.md). Full-range, high-bit-depth
-    and RGB sources go to swscale. swscale: FFmpeg's own RGB conversion.
+    and it costs 2.6 CPU-ms a 1080p frame instead of 5.1 (6.1 on swscale's default threads;
+    benchmarks/colour.py). Full-range, high-bit-depth and RGB sources go to swscale.
+    swscale: FFmpeg's own RGB conversion.
     One thread: swscale's default spreads over every core, into the tracker's."""
     import cv2
 
