@@ -10,6 +10,7 @@ model, its bf16 support and the load average. Run it alone.
 
     python benchmarks/annotate.py                       # sample + 17 s 720p, 3 runs
     python benchmarks/annotate.py VIDEO --runs 1 --reader pyav
+    python benchmarks/annotate.py --contention          # the tracker beside a decoder / a compute loop
 
 Numbers depend on the machine and its load; report both with the figures.
 """
@@ -59,6 +60,69 @@ def decode_alone(video_path: str, cfg) -> float:
     return time.perf_counter() - t
 
 
+def _busy(kind: str, video_path: str, seconds: float) -> None:
+    """A competing single-threaded load, run as its own process: `decode` decodes the video in a loop
+    (PyAV, one thread), `compute` multiplies small matrices that fit in a core's cache."""
+    import numpy as np
+
+    end = time.time() + seconds
+    a = np.random.default_rng(0).random((300, 300), dtype=np.float32)
+    while time.time() < end:
+        if kind == "decode":
+            import av
+
+            with av.open(video_path) as c:
+                s = c.streams.video[0]
+                s.thread_count = 1
+                for _ in c.decode(s):
+                    pass
+        else:
+            for _ in range(100):
+                a @ a
+
+
+def contention(video_path: str, cfg, runs: int) -> None:
+    """MediaPipe alone on the video's frames, quiet and beside a competing process on the other core:
+    what a decoder costs the tracker beyond taking a core."""
+    import multiprocessing as mp
+    import statistics
+
+    import numpy as np
+
+    from annotators.pipeline import decode
+    from annotators.tracking import load_tracker
+    from clutch_core import video as v
+    from layout import FPS
+
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    dec = decode(video_path, cfg)
+    frames = np.concatenate([f for _, f in v.iter_resampled(dec.reader, dec.src_index, 15)])
+    tr = load_tracker(cfg.tracker_repo, cfg.tracker, cfg.tracker_source, **cfg.tracker_kwargs)
+    tr.track(frames[:1], FPS)
+    times: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for kind in ("quiet", "decode", "compute"):
+            p = None
+            if kind != "quiet":
+                p = mp.get_context("spawn").Process(target=_busy, args=(kind, video_path, 60.0), daemon=True)
+                p.start()
+                time.sleep(1.5)  # started and busy
+            tr.reset()
+            t = time.perf_counter()
+            tr.track(frames, FPS)
+            times.setdefault(kind, []).append(time.perf_counter() - t)
+            if p is not None:
+                p.kill()
+                p.join()
+    quiet = statistics.median(times["quiet"])
+    print(f"\n{Path(video_path).name}: MediaPipe alone on {len(frames)} frames, median of {runs}\n")
+    print("| beside | seconds | vs quiet |\n|---|---|---|")
+    for kind, label in (("quiet", "nothing"), ("decode", "a PyAV decode loop of the same video (1 thread)"),
+                        ("compute", "a matrix-multiply loop (1 thread, in cache)")):
+        s = statistics.median(times[kind])
+        print(f"| {label} | {s:.2f} | {s / quiet:.2f}x |")
+
+
 def write_seconds(rows) -> float:
     import tempfile
 
@@ -77,6 +141,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reader", default="auto", choices=["auto", "decord", "pyav"])
     ap.add_argument("--long-seconds", type=float, default=17.0)
+    ap.add_argument("--contention", action="store_true",
+                    help="only measure MediaPipe alone beside a competing decode or compute process")
     args = ap.parse_args()
     import statistics
     import tempfile
@@ -93,6 +159,10 @@ def main() -> None:
         long = make_long_video(SAMPLE, Path(tmp.name) / "sample_looped_17s_720p.mp4", args.long_seconds, (1280, 720))
         videos = [str(SAMPLE), str(long)]
     cfg = AnnotateConfig(reader=args.reader)
+    if args.contention:
+        for path in videos:
+            contention(path, cfg, args.runs)
+        return
     table = []
     for path in videos:
         vid = video_id(path)
