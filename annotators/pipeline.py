@@ -263,12 +263,11 @@ def _track_video(tracker: HandTracker, prober: HandTracker, reader, src_index, c
             if progress and k:
                 progress(k, k_len)
             tracking = seen or bool(narrated[k:k + chunk].any())
-        if done:
-            pass
-        elif tracking:
-            dense(k, frame[None])
-        else:
-            held.append((k, frame))
+        if not done:
+            if tracking:
+                dense(k, frame[None])
+            else:
+                held.append((k, frame))
         t = time.perf_counter()
     if progress:
         progress(k_len, k_len)
