@@ -1,7 +1,7 @@
 """build-3dhiw throughput per task runner, on the same 4 videos, and a projection for 3D-HIW.
 
 Runs `clutch build` (a subprocess, as a user would, with its temporary Prefect server) on 4
-variants of the sample video (tests/flow_videos.py: re-encoded, flipped, trimmed; each is
+variants of the sample video (tests/fixtures/flow_videos.py: re-encoded, flipped, trimmed; each is
 its own content id), one video per batch, for: threads with 1 and 2 workers, Dask with 2
 worker processes, Ray with 2 CPUs. Per runner:
 

@@ -186,7 +186,7 @@ class PyAVReader:
     def iter_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Decode in order and convert only the wanted frames. H.264 packets of unwanted
         non-reference pictures (nal_ref_idc 0: no other picture predicts from them) are not
-        decoded at all; the wanted frames come out bit-identical (tests/test_speed_paths.py).
+        decoded at all; the wanted frames come out bit-identical (tests/clutch_core/test_video_speed_paths.py).
         At 30 -> 15 fps with B-frames that skips most unwanted frames."""
         import av
 

@@ -1,0 +1,188 @@
+"""LM stages end to end on a tiny synthetic run: checkpoints, generate/caption, skip, resume, refinement, bad input."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clutch_core.lm.api import caption, generate
+from clutch_core.lm.config import preset_config
+from clutch_core.lm.train import run_stage
+from tests.fixtures.lm_run import LM_SMALL, copy_run, shift_run
+
+
+@pytest.fixture(autouse=True)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (conftest.one_torch_thread)."""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(dataset, run) with pretrain, refine and instruct trained 4 steps each."""
+    dataset, base = shift_run(tmp_path_factory)
+    run = copy_run(dataset, base, tmp_path_factory.mktemp("lm") / "run")
+    cfg = preset_config("tiny", max_steps=4, **LM_SMALL)
+    metrics = {s: run_stage(s, dataset, run, cfg, progress=False) for s in ("pretrain", "refine", "instruct")}
+    return dataset, run, cfg, metrics
+
+
+def test_stages_write_loadable_checkpoints_and_metrics(trained):
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    dataset, run, cfg, metrics = trained
+    for stage in ("pretrain", "refine", "instruct"):
+        m = json.loads((run / stage / "metrics.json").read_text())
+        assert m["steps"] == 4 and m["stage"] == stage
+        for k in ("val_ce", "val_motion_token_acc", "val_tf_mpjpe_mm", "train_tokens_per_s"):
+            assert math.isfinite(m[k]), k
+        model = T5ForConditionalGeneration.from_pretrained(run / stage / "model")
+        tok = AutoTokenizer.from_pretrained(run / stage / "model")
+        assert model.get_input_embeddings().num_embeddings == len(tok)
+        assert tok.convert_tokens_to_ids("<som>") == json.loads((run / stage / "model" / "motion_vocab.json").read_text())["vocab"]["base"]
+    assert metrics["refine"]["init"].startswith("pretrain:") and metrics["instruct"]["init"].startswith("refine:")
+    log = [json.loads(x) for x in (run / "refine" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all("geo_l1" in r for r in log if r["geo_factor"] > 0)
+    # finished: skipped, nothing rewritten
+    mtime = (run / "instruct" / "metrics.json").stat().st_mtime_ns
+    assert run_stage("instruct", dataset, run, cfg, progress=False) == metrics["instruct"]
+    assert (run / "instruct" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_generate_returns_finite_motion_with_presence_and_length(trained):
+    _, run, _, _ = trained
+    out = generate(run, ["The left hand waves.", "The right hand lifts the cup."], seconds=2)
+    assert len(out) == 2 and all(len(o) == 1 for o in out)
+    for (m, p), in out:
+        assert abs(m.shape[0] - 30) <= 4 and m.shape[1] == 198 and np.isfinite(m).all()
+        assert p.shape == (m.shape[0], 2) and p.dtype == bool
+    free = generate(run, "The left hand waves.", samples=3, seed=1, top_k=20)
+    assert len(free) == 1 and len(free[0]) == 3
+    for m, p in free[0]:
+        assert 4 <= m.shape[0] <= 144 and m.shape[0] % 4 == 0 and np.isfinite(m).all()
+    again = generate(run, "The left hand waves.", samples=3, seed=1, top_k=20)
+    assert all(np.array_equal(a.motion, b.motion) for a, b in zip(free[0], again[0]))  # seeded
+
+
+def test_caption_returns_a_non_empty_string(trained):
+    dataset, run, _, _ = trained
+    from storage.reader import ClipReader
+
+    row = ClipReader(dataset).read_rows(split="val", columns=["motion", "presence"])[0]
+    for beams in (1, 3):
+        text = caption(run, row["motion"], row["presence"], num_beams=beams, max_length=12)
+        assert isinstance(text, str) and text.strip()
+
+
+def test_resumed_stage_equals_uninterrupted(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    dataset, base, _, _ = trained
+    cfg = preset_config("tiny", max_steps=4, **LM_SMALL)
+    runs = {}
+    for name in ("a", "b"):
+        run = copy_run(dataset, base, tmp_path / name)
+        run_stage("pretrain", dataset, run, cfg, progress=False)
+        runs[name] = run
+    def weights(run, stage):
+        return load_file(run / stage / "model" / "model.safetensors")
+
+    wa, wb = weights(runs["a"], "pretrain"), weights(runs["b"], "pretrain")
+    assert [k for k in wa if not torch.equal(wa[k], wb[k])] == []  # same start
+    run_stage("refine", dataset, runs["a"], cfg, progress=False)
+    partial = run_stage("refine", dataset, runs["b"], cfg, progress=False, stop_after=2)  # killed after step 2
+    assert partial["complete"] is False and not (runs["b"] / "refine" / "metrics.json").exists()
+    m = run_stage("refine", dataset, runs["b"], cfg, progress=False)
+    assert m["steps_this_run"] == 2 and m["steps"] == 4
+    wa, wb = weights(runs["a"], "refine"), weights(runs["b"], "refine")
+    assert wa.keys() == wb.keys() and [k for k in wa if not torch.equal(wa[k], wb[k])] == []
+
+
+def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
+    from clutch_core.lm.data import Sampler, collate, load_corpus, tokens_for
+    from clutch_core.lm.geometry import gather_motion_logits, geometric_loss, soft_decode
+    from clutch_core.lm.model import load_lm
+    from clutch_core.lm.tasks import Renderer
+    from clutch_core.lm.text import sentinel_ids
+    from clutch_core.lm.train import _valid_only, motion_targets
+    from clutch_core.shift.checkpoint import load_tokenizer
+    from clutch_core.shift.data import load_clips
+
+    dataset, run, cfg, _ = trained
+    model, tok, vocab, _ = load_lm(run / "pretrain" / "model")
+    shift, stats, _ = load_tokenizer(run)
+    shift.requires_grad_(False)  # as the refine stage: SHIFT is frozen
+    clips = load_corpus(tokens_for(run, dataset), dataset, "train")
+    frames = load_clips(dataset, "train", [c.clip_id for c in clips]).normalized(stats)
+    where = {c: i for i, c in enumerate(frames.clip_ids)}
+    sampler = Sampler(clips, Renderer(tok, vocab), sentinel_ids(tok), "refine", 0)
+    rng = np.random.default_rng(0)
+    batch = collate([sampler.example(rng, "t2m") for _ in range(4)], tok.pad_token_id, 256, 192)
+    t = _valid_only(motion_targets(batch, clips, frames, where, vocab))
+
+    def geo():
+        torch.manual_seed(0)  # same Gumbel noise for every evaluation
+        o = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        l1, joint = geometric_loss(soft_decode(gather_motion_logits(o.logits, t), shift, vocab, 0.5), t, stats)
+        return l1 + 10 * joint
+
+    model.train()
+    loss = geo()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0  # differentiable back to the LM
+    # the soft decode of one-hot weights is SHIFT's own decode of those codes
+    codes = batch["labels"][t.rows][:, 1:1 + 4 * 2].view(-1, 2, 4) - torch.tensor([vocab.stream_range(k)[0] for k in range(4)])
+    if (codes >= 0).all():
+        from clutch_core.lm.geometry import codebooks
+        vec = torch.stack([cb[codes[..., k]] for k, cb in enumerate(codebooks(shift, vocab))], 2)
+        torch.testing.assert_close(shift.decode_vectors(vec), shift.decode(codes), rtol=1e-4, atol=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.eval()
+    with torch.no_grad():
+        before = float(geo())
+    for _ in range(30):
+        opt.zero_grad()
+        geo().backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(geo())
+    gt_codes = torch.stack([batch["labels"][t.rows].gather(1, t.positions[..., k]) - vocab.stream_range(k)[0]
+                            for k in range(4)], -1).clamp_min(0)
+    with torch.no_grad():
+        l1, joint = geometric_loss(shift.decode(gt_codes), t, stats)
+    floor = float(l1 + 10 * joint)  # the true codes' error: what SHIFT itself allows
+    assert after - floor < 0.7 * (before - floor), (before, after, floor)
+
+
+def test_bad_inputs_raise_clear_errors(trained, tmp_path):
+    dataset, run, _, _ = trained
+    with pytest.raises(ValueError, match="empty text"):
+        generate(run, ["  "])
+    with pytest.raises(ValueError, match="longer than"):
+        generate(run, ["the left hand waves " * 200])
+    with pytest.raises(ValueError, match="seconds"):
+        generate(run, ["waves"], seconds=30)
+    with pytest.raises(ValueError, match=r"\[T, 198\]"):
+        caption(run, np.zeros((10, 99), np.float32))
+    bad = np.zeros((10, 198), np.float32)
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        caption(run, bad)
+    with pytest.raises(ValueError, match="presence"):
+        caption(run, np.zeros((10, 198), np.float32), np.ones((9, 2), bool))
+    bare = tmp_path / "bare"
+    (bare / "shift").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"pretrain.*clutch train DATASET --out .* --stages pretrain"):
+        generate(bare, ["waves"])
+    # a run whose SHIFT differs from the one the LM was trained on
+    import shutil
+    other = tmp_path / "other"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoint.safetensors"))
+    from safetensors.torch import load_file, save_file
+    w = load_file(other / "shift" / "model.safetensors")
+    k = next(k for k in w if k.endswith("codebook"))
+    w[k] = w[k] + 1.0
+    save_file(w, other / "shift" / "model.safetensors")
+    with pytest.raises(ValueError, match="mismatch"):
+        generate(other, ["waves"])
