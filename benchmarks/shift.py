@@ -68,7 +68,7 @@ def quality(args) -> None:
 
 def cpu_facts() -> dict:
     """CPU model, native bf16 support and load average, as every speed table states them."""
-    from clutch_core.shift.train import cpu_has_native_bf16
+    from clutch_core.training.precision import cpu_has_native_bf16
 
     model = "unknown"
     try:
@@ -98,7 +98,9 @@ def speed(args) -> None:
 
     from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
     from clutch_core.shift.model import SHIFT
-    from clutch_core.shift.train import make_optimizer, preset_config, resolve_amp, tokenizer_loss
+    from clutch_core.shift.train import preset_config, tokenizer_loss
+    from clutch_core.training.optim import adamw
+    from clutch_core.training.precision import resolve_amp
 
     torch.set_num_threads(args.threads)
     dataset = args.dataset
@@ -115,7 +117,7 @@ def speed(args) -> None:
     steps: dict = {}
     losses: dict[str, list[float]] = {}
     ours = SHIFT(tok).train()
-    opt = make_optimizer(ours, tcfg)
+    opt = adamw(ours, tcfg.lr, tcfg.betas, tcfg.weight_decay)
 
     def ours_step(bf16: bool):
         def run(x, p):
@@ -165,7 +167,11 @@ def speed(args) -> None:
             return parts["recon"]
 
     x0, p0 = sampler.sample(0)
-    auto_bf16, auto_why = resolve_amp(tcfg, torch.device("cpu"), ours, x0, p0)
+    def probe():
+        out = ours(x0, p0)
+        return out.recon.float().square().mean() + out.commit
+
+    auto_bf16, auto_why = resolve_amp(tcfg.amp, torch.device("cpu"), ours, probe, ("benchmark", tuple(x0.shape)))
     steps = {base: base_step, "ours float32 (--amp off)": ours_step(False), "ours bf16 (--amp bf16)": ours_step(True),
              f"ours default (amp=auto -> {'bf16' if auto_bf16 else 'float32'})": ours_step(auto_bf16)}
     flops = {k: step_flops(lambda k=k: steps[k](x0, p0)) for k in steps}

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-COMMAND_MODULES = ["data", "mano", "build", "train", "lm", "eval"]
+COMMAND_MODULES = ["data", "mano", "build", "serve", "train", "lm", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

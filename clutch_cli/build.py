@@ -1,4 +1,4 @@
-"""`clutch build` (run build-3dhiw here) and `clutch serve` (serve it as a Prefect deployment).
+"""`clutch build`: run build-3dhiw here (`clutch serve`, in clutch_cli/serve.py, serves it as a deployment).
 
 Exit status of `clutch build`: 0 every given video is done; 1 some video failed
 (rerun with --retry-failed) or the build stopped on an error; 2 a usage error (bad path,
@@ -28,16 +28,6 @@ def register(sub) -> None:
     add_config_arguments(p, BuildConfig)
     p.set_defaults(func=run_build)
 
-    s = sub.add_parser(
-        "serve", help="serve the build-3dhiw (and other) deployments to the Prefect API",
-        description="Register the deployments (e.g. build-3dhiw/local) with the Prefect server in "
-                    "PREFECT_API_URL and execute their runs until interrupted. Start a server first with "
-                    "`prefect server start`; then `prefect deployment run build-3dhiw/local "
-                    "--param videos='[\"/abs/video.mp4\"]' --param out=/abs/dataset --watch`.")
-    s.add_argument("--only", action="append", metavar="FLOW/DEPLOYMENT", help="serve only these (repeatable)")
-    s.add_argument("--limit", type=int, help="most flow runs executed at once")
-    s.set_defaults(func=run_serve)
-
 
 def run_build(args) -> int:
     import logging
@@ -63,7 +53,7 @@ def run_build(args) -> int:
 
     # the temporary Prefect server starts now and imports while this process does (BENCHMARKS.md, "Start-up")
     started = temp_server.start()
-    _quiet_native_logs(args)
+    quiet_native_logs(args)
     # The temporary Prefect server can take long to start on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -86,7 +76,7 @@ def run_build(args) -> int:
         return _exit_code(state)
 
 
-def _quiet_native_logs(args) -> None:
+def quiet_native_logs(args) -> None:
     """MediaPipe's native INFO/WARNING lines off the terminal, unless `clutch -v`."""
     import os
 
@@ -173,15 +163,3 @@ class _ProgressBar:
         self._thread.join()
         self._draw(refresh=False)  # close() draws the final state once
         self._bar.close()
-
-
-def run_serve(args) -> int:
-    from clutch_cli.serve import serve
-
-    _quiet_native_logs(args)  # flow runs are child processes: they write to this fd 2
-
-    try:
-        serve(args.only, limit=args.limit)
-    except ValueError as e:
-        raise CliError(str(e)) from None
-    return EXIT_OK

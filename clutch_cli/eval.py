@@ -84,7 +84,7 @@ def check_run(run: Path) -> None:
 
 
 def run_handler(a) -> int:
-    from clutch_core.eval.evaluator import EvaluatorConfig
+    from clutch_core.eval.evaluator_model import EvaluatorConfig
     from clutch_core.eval.report import ReportConfig, write_report
     from clutch_core.eval.rows import ROWS
 

@@ -2,15 +2,15 @@
 
 Prefect logs "View at http://127.0.0.1:PORT/runs/..." for the temporary server these
 commands start, a link that is dead once the command ends. Trainer progress records
-(clutch_core.progress) repeat what a drawn progress bar already shows, and the flow repeats
+(clutch_core.training.progress) repeat what a drawn progress bar already shows, and the flow repeats
 them through its run logger.
 """
 from __future__ import annotations
 
 import logging
 
-from clutch_core.progress import log as progress_log
-from clutch_core.progress import progress_of
+from clutch_core.training.progress import log as progress_log
+from clutch_core.training.progress import progress_of
 
 FLOW_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from prefect import get_run_logger
 
-from clutch_core.progress import format_seconds
+from clutch_core.training.progress import format_seconds
 from flows.run_progress import ProgressArtifact
 
 QUARANTINED = "Quarantined"  # the annotate-video task's final state for bad input (type COMPLETED)

@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from clutch_core.training import AMP_CHOICES, AMP_HELP
+
 
 class FlowConfig(BaseModel):
     """Shared behaviour: unknown fields are refused; `positional` fields are CLI arguments, not flags."""
@@ -118,8 +120,7 @@ class TrainClutchConfig(FlowConfig):
     batch: Optional[int] = Field(None, ge=1, description="windows per step (default: the preset's)")
     ckpt_every: Optional[int] = Field(None, ge=1, description="checkpoint every N steps (default: the preset's)")
     seed: Optional[int] = Field(None, description="random seed (default 0)")
-    amp: Optional[Literal["auto", "bf16", "off"]] = Field(
-        None, description="bf16 autocast: auto = on CUDA only (default); bf16 also on CPUs with AMX")
+    amp: Optional[Literal[AMP_CHOICES]] = Field(None, description=AMP_HELP)  # type: ignore[valid-type]
     threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: OMP_NUM_THREADS "
                                                             "when set, else the cores this process may use; idle "
                                                             "threads sleep: OMP_WAIT_POLICY=PASSIVE unless set)")

@@ -1,6 +1,6 @@
 """Long stages' progress where Prefect users look: the run's logs and a live progress artifact.
 
-clutch_core's trainers log `StepProgress` records (clutch_core.progress); inside a flow or
+clutch_core's trainers log `StepProgress` records (clutch_core.training.progress); inside a flow or
 task run, `forward_progress` sends each one to Prefect's run logger (so `prefect deployment
 run ... --watch` and the UI's log tab show step, loss and ETA) and to a progress artifact
 (the UI's live bar). `ProgressArtifact` is the artifact alone, for the build's video count.
@@ -13,8 +13,8 @@ from typing import Iterator
 
 from prefect import get_run_logger
 
-from clutch_core.progress import log as progress_log
-from clutch_core.progress import RECORD_ATTR, progress_of
+from clutch_core.training.progress import log as progress_log
+from clutch_core.training.progress import RECORD_ATTR, progress_of
 
 log = logging.getLogger(__name__)
 

@@ -126,23 +126,30 @@ def bertscore_setup(cfg: CaptionConfig) -> BertScoreSetup:
 
 
 def bertscore_f1(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> float:
-    """Mean BERTScore F1 (bert-score) with a local encoder; best reference per hypothesis."""
+    """Mean BERTScore F1 (bert-score) with a local encoder; best reference per hypothesis.
+
+    An empty hypothesis scores 0 (it says nothing); it is not passed to bert-score, whose
+    empty-sentence path calls a tokenizer method that transformers 5 no longer has."""
     import bert_score
 
     st = bertscore_setup(cfg or CaptionConfig())
+    said = [i for i, h in enumerate(hyps) if h.strip()]
+    if not said:
+        return 0.0
     _, _, f1 = bert_score.score(
-        list(hyps), [list(r) for r in refs], model_type=st.model, num_layers=st.layers, lang="en",
-        rescale_with_baseline=st.baseline is not None, baseline_path=st.baseline,
+        [hyps[i] for i in said], [list(refs[i]) for i in said], model_type=st.model, num_layers=st.layers,
+        lang="en", rescale_with_baseline=st.baseline is not None, baseline_path=st.baseline,
         batch_size=(cfg or CaptionConfig()).bert_batch_size, verbose=False, device="cpu",
     )
-    return float(f1.mean())
+    return float(f1.sum()) / len(hyps)
 
 
 def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> dict[str, float]:
-    """All captioning metrics: bleu_1, bleu_4, rouge_l, cider and BERTScore F1 under its model's name."""
+    """All captioning metrics: bleu_1, bleu_4, rouge_l, cider, BERTScore F1 under its model's name, and
+    `empty_hypotheses` (empty hypotheses are scored as captions that say nothing, never dropped)."""
     cfg = cfg or CaptionConfig()
     _check(refs, hyps)
-    out = bleu(refs, hyps, cfg.bleu_smoothing)
+    out = {"empty_hypotheses": sum(not h.strip() for h in hyps), **bleu(refs, hyps, cfg.bleu_smoothing)}
     out["rouge_l"] = rouge_l(refs, hyps)
     out["cider"] = cider(refs, hyps)
     if cfg.with_bertscore:
@@ -150,24 +157,24 @@ def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: Cap
     return out
 
 
+def _lines(path: Path) -> list[str]:
+    """The file's lines as an editor shows them: a final newline ends the last line, it adds no line."""
+    text = Path(path).read_text(encoding="utf-8")
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n") if text else []
+
+
 def read_caption_files(refs_path: Path, hyps_path: Path) -> tuple[list[list[str]], list[str]]:
-    """One caption per line; a reference line may hold several references split by ' ||| '."""
+    """One caption per line; a reference line may hold several references split by ' ||| '.
+    A blank hypothesis line is an empty caption (scored, and counted as `empty_hypotheses`); a blank
+    reference line is an error: there is nothing to score against."""
     for p in (refs_path, hyps_path):
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: no such file")
-    ref_lines = Path(refs_path).read_text(encoding="utf-8").splitlines()
-    hyp_lines = Path(hyps_path).read_text(encoding="utf-8").splitlines()
-    # trailing blank lines are an editor artefact, not captions
-    while ref_lines and not ref_lines[-1].strip():
-        ref_lines.pop()
-    while hyp_lines and not hyp_lines[-1].strip():
-        hyp_lines.pop()
+    ref_lines, hyp_lines = _lines(refs_path), _lines(hyps_path)
     if len(ref_lines) != len(hyp_lines):
-        raise ValueError(f"{refs_path} has {len(ref_lines)} lines but {hyps_path} has {len(hyp_lines)}")
+        raise ValueError(f"{refs_path} has {len(ref_lines)} lines but {hyps_path} has {len(hyp_lines)} lines")
     refs = [[r.strip() for r in line.split(REF_SEPARATOR.strip()) if r.strip()] for line in ref_lines]
-    for i, (r, h) in enumerate(zip(refs, hyp_lines)):
+    for i, r in enumerate(refs):
         if not r:
             raise ValueError(f"{refs_path}: line {i + 1} is empty")
-        if not h.strip():
-            raise ValueError(f"{hyps_path}: line {i + 1} is empty")
     return refs, [h.strip() for h in hyp_lines]

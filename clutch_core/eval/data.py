@@ -24,7 +24,7 @@ def eval_clips(dataset: Path, split: str = "test") -> tuple[list[dict], str]:
     The evaluation set must hold at least one R-precision pool (32 clips): when the
     asked split is smaller, val+test and then every clip are used instead, and the
     name says so (a small corpus is then measured on clips the evaluator saw). The
-    evaluator itself only ever trains on the train split (clutch_core.eval.evaluators).
+    evaluator itself only ever trains on the train split (clutch_core.eval.evaluator_store).
     """
     rows = load_clips(dataset, None)
     if not rows:

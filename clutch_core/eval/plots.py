@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from layout.run import TRAIN_LOG, VAL_LOG  # validation beside a training log (e.g. RUN/shift/): same panel, own axis
+
 TABLE_COLUMNS = [
     ("r_precision_top1", "R@1"), ("r_precision_top2", "R@2"), ("r_precision_top3", "R@3"),
     ("fid", "FID"), ("kid", "KID"), ("mm_dist", "MM-Dist"), ("diversity", "Diversity"), ("multimodality", "MModality"),
@@ -75,7 +77,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-VAL_LOG = "val_log.jsonl"  # validation next to a train_log.jsonl (e.g. RUN/shift/): same panel, own axis
 _NOT_CURVES = ("step", "epoch", "iter", "lr", "time", "seconds", "elapsed")
 
 
@@ -91,7 +92,7 @@ def training_curves(roots: Path | list[Path], path: Path) -> Path | None:
     series = []
     for root in [roots] if isinstance(roots, (str, Path)) else roots:
         for p in sorted(Path(root).rglob("*.jsonl")):
-            if p.name == VAL_LOG and (p.parent / "train_log.jsonl").exists():
+            if p.name == VAL_LOG and (p.parent / TRAIN_LOG).exists():
                 continue  # drawn in its training log's panel
             recs = read_jsonl(p)
             if (p.parent / VAL_LOG).exists() and p.name != VAL_LOG:

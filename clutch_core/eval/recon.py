@@ -21,6 +21,7 @@ import torch
 
 from clutch_core.eval import metrics as M
 from layout import FRAME_DIM
+from layout.run import SHIFT_DIR, TOKENIZER_CONFIG
 
 RECON_BATCH = 64
 
@@ -40,10 +41,10 @@ class RunTokenizer:
 
 def load_run_tokenizer(run: Path) -> RunTokenizer | None:
     """The run's trained tokenizer (RUN/shift/), or None when the run has none yet."""
-    from clutch_core.shift.checkpoint import CONFIG, load_tokenizer
+    from clutch_core.shift.checkpoint import load_tokenizer
 
-    folder = Path(run) / "shift"
-    if not (folder / CONFIG).is_file():
+    folder = Path(run) / SHIFT_DIR
+    if not (folder / TOKENIZER_CONFIG).is_file():
         return None
     model, stats, _ = load_tokenizer(folder)
     return RunTokenizer(model, stats)

@@ -1,5 +1,5 @@
 """`clutch eval RUN --dataset D --out REPORT`: the dataset's shared evaluator (trained once
-on its train split, see clutch_core.eval.evaluators), every row the run supports,
+on its train split, see clutch_core.eval.evaluator_store), every row the run supports,
 metrics.json, report.md and the figures.
 
 Every row of metrics.json carries `evaluator_hash`. Rows already in REPORT/metrics.json
@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from clutch_core.eval import plots
-from clutch_core.eval.evaluator import EvaluatorConfig
+from clutch_core.eval.evaluator_model import EvaluatorConfig
 from clutch_core.eval.rows import EvalContext
 from clutch_core.eval.t2m import evaluate_rows
+from layout.run import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _clean(x):
 def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None = None) -> dict[str, dict[str, float]]:
     """Evaluate and write REPORT/{metrics.json, report.md, *.png}; returns the metrics table."""
     from clutch_core.eval.data import eval_clips
-    from clutch_core.eval.evaluators import load_or_train_evaluator
+    from clutch_core.eval.evaluator_store import load_or_train_evaluator
 
     cfg = cfg or ReportConfig()
     run, dataset, out = Path(run), Path(dataset), Path(out)
@@ -72,7 +73,7 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
         raise FileNotFoundError(f"dataset folder {dataset} does not exist")
     if not run.is_dir():  # checked before anything is written
         raise FileNotFoundError(f"run folder {run} does not exist")
-    metrics_path = out / "metrics.json"
+    metrics_path = out / METRICS
     old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     clips, eval_set = eval_clips(dataset, cfg.split)
     ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, cfg.retrain_evaluator,

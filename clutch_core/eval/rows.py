@@ -33,7 +33,7 @@ Motions = tuple[list[np.ndarray], list[np.ndarray]]  # ([T_i, 198] ..., [T_i, 2]
 class EvalContext:
     run: Path | None
     clips: list[dict]  # evaluation clips: motion, presence, captions, num_frames, clip_id
-    evaluator: Any  # clutch_core.eval.evaluator.Evaluator
+    evaluator: Any  # clutch_core.eval.evaluator_model.Evaluator
     repeats: int = 20
     seed: int = 0
     mm_texts: int = 100  # MultiModality: texts, generations per text

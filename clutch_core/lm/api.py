@@ -7,8 +7,6 @@ exit 2).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +20,7 @@ from clutch_core.lm.config import STAGES
 from clutch_core.lm.tasks import Renderer, seconds_text, templates
 from clutch_core.lm.vocab import MotionVocab
 from layout import FPS, FRAME_DIM, HAND_DIM, MAX_FRAMES, SIDES, TRANSL
+from layout.run import METRICS, MODEL_DIR, MOTION_VOCAB
 
 TRAIN_HINT = "clutch train DATASET --out {run} --stages pretrain,refine,instruct"
 
@@ -48,8 +47,6 @@ class RunLM:
 
 def lm_dir(run: str | os.PathLike, stage: str | None = None) -> tuple[str, Path]:
     """(stage, RUN/<stage>/model) of the latest finished LM stage (or the one asked for)."""
-    from clutch_core.lm.train import METRICS, MODEL_DIR
-
     run = Path(run)
     if not run.is_dir():
         raise FileNotFoundError(f"run folder {run} does not exist")
@@ -57,37 +54,27 @@ def lm_dir(run: str | os.PathLike, stage: str | None = None) -> tuple[str, Path]
         if s not in STAGES:
             raise ValueError(f"stage must be one of {list(STAGES)}, got {s!r}")
         d = run / s / MODEL_DIR
-        if (run / s / METRICS).exists() and (d / "motion_vocab.json").exists():
+        if (run / s / METRICS).exists() and (d / MOTION_VOCAB).exists():
             return s, d
     missing = stage or "pretrain"
     raise FileNotFoundError(f"{run / missing}: no trained language model (stage {missing!r} has not finished); "
                             f"train it with `{TRAIN_HINT.format(run=run)}`")
 
 
-def _shift_hash(run: Path) -> str:
-    from clutch_core.shift.checkpoint import MODEL
-
-    h = hashlib.sha256()
-    with open(run / "shift" / MODEL, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:10]
-
-
 def load_run_lm(run: str | os.PathLike, stage: str | None = None, device: str = "cpu") -> RunLM:
     stage, d = lm_dir(run, stage)
-    return _load(str(Path(run).resolve()), stage, str(d), (d / "motion_vocab.json").stat().st_mtime_ns, device)
+    return _load(str(Path(run).resolve()), stage, str(d), (d / MOTION_VOCAB).stat().st_mtime_ns, device)
 
 
 @lru_cache(maxsize=4)
 def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
     from clutch_core.lm.model import load_lm
-    from clutch_core.shift.checkpoint import load_tokenizer
+    from clutch_core.shift.checkpoint import load_tokenizer, shift_weights_id
 
     model, tok, vocab, meta = load_lm(folder, device)
     shift, stats, config = load_tokenizer(run, device)
     want = MotionVocab.from_tokenizer_config(vocab.base, config)
-    if want != vocab or meta.get("shift_weights") != _shift_hash(Path(run)):
+    if want != vocab or meta.get("shift_weights") != shift_weights_id(run):
         raise ValueError(f"{folder}: language model was trained on other motion tokens than "
                          f"{Path(run) / 'shift'} (tokenizer/LM mismatch); retrain the LM stages of this run")
     return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)))

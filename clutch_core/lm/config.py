@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-STAGES = ("pretrain", "refine", "instruct")
+from layout.run import LM_STAGES as STAGES  # pretrain, refine, instruct
 
 
 @dataclass
@@ -50,7 +50,7 @@ class LMConfig:
     log_every: int = 10
     eval_clips: int = 64  # validation clips for the stage metrics
     seed: int = 0
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    amp: str = "auto"  # clutch_core.training.precision: auto | bf16 | off
 
     def steps(self, stage: str) -> int:
         n = getattr(self, f"{stage}_steps")

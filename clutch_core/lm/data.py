@@ -124,16 +124,6 @@ def collate(examples: list[Example], pad: int, max_input: int, max_target: int) 
             "motion_at": torch.tensor([e.motion_at for e in examples]), "clip": torch.tensor([e.clip for e in examples])}
 
 
-def frames_of(clips_motion, clip_ids: list[str]) -> dict[str, int]:
-    """clip_id -> index into a clutch_core.shift.data.MotionClips."""
-    where = {c: i for i, c in enumerate(clips_motion.clip_ids)}
-    missing = [c for c in clip_ids if c not in where]
-    if missing:
-        raise ValueError(f"{len(missing)} tokenized clip(s) not in the dataset, e.g. {missing[0]!r}: "
-                         f"tokens and dataset differ")
-    return where
-
-
 def tokens_for(run: str | os.PathLike, dataset: str | os.PathLike) -> Path:
     """The tokens folder of RUN's tokenizer in DATASET (must exist and be complete)."""
     from clutch_core.shift.tokenize import tokens_dir

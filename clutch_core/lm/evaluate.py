@@ -1,5 +1,5 @@
 """The language model's evaluation: a text-to-motion row and a motion-to-text table, both
-scored by the dataset's one shared evaluator (clutch_core.eval.evaluators).
+scored by the dataset's one shared evaluator (clutch_core.eval.evaluator_store).
 
 Text-to-motion (`t2m`): for each evaluation clip, one of its captions (drawn per repeat)
 goes through the inference template with the clip's own length ("... {seconds} seconds
@@ -31,7 +31,7 @@ import numpy as np
 
 from clutch_core.eval import metrics as M
 from clutch_core.eval.captions import CaptionConfig, bertscore_setup, caption_metrics
-from clutch_core.eval.evaluator import EvaluatorConfig
+from clutch_core.eval.evaluator_model import EvaluatorConfig
 from clutch_core.eval.rows import EvalContext, Motions, RowSource, real_row
 from clutch_core.eval.t2m import draw_captions, score_row
 from layout import FPS
@@ -190,7 +190,7 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
         "captions": [the model's caption per clip], "clip_ids": [...]}
     """
     from clutch_core.eval.data import eval_clips
-    from clutch_core.eval.evaluators import load_or_train_evaluator
+    from clutch_core.eval.evaluator_store import load_or_train_evaluator
     from clutch_core.lm.api import lm_dir
 
     cfg = cfg or LMEvalConfig()

@@ -7,6 +7,7 @@ AutoTokenizer load it with from_pretrained.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,8 +18,9 @@ import torch
 from clutch_core.lm.config import LMConfig
 from clutch_core.lm.text import add_motion_tokens, check_motion_tokens, load_text_tokenizer
 from clutch_core.lm.vocab import MotionVocab
+from layout.run import MOTION_VOCAB
+from storage.integrity import file_sha256
 
-MOTION_VOCAB = "motion_vocab.json"
 
 
 def build_t5(cfg: LMConfig, tokenizer, vocab: MotionVocab):
@@ -58,12 +60,21 @@ def base_tokenizer(cfg: LMConfig, vocab_base_config: dict, text_dir: Path, capti
 
 def save_lm(folder: Path, model, tokenizer, vocab: MotionVocab, extra: dict[str, Any]) -> None:
     """save_pretrained of model and tokenizer, then motion_vocab.json (written last: marks it complete)."""
-    from clutch_core.shift.checkpoint import atomic_write_json
+    from clutch_core.training.checkpoint import atomic_write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     atomic_write_json(folder / MOTION_VOCAB, {"vocab": vocab.to_dict(), **extra})
+
+
+def lm_weights_id(folder: Path) -> str:
+    """Identity of a model folder's weights: the sha256 of its weights file (of the files' digests when
+    save_pretrained sharded them), first 10 hex digits."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if len(files) == 1:
+        return file_sha256(files[0])[:10]
+    return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()[:10]
 
 
 def load_lm(folder: str | os.PathLike, device: str | torch.device = "cpu"):

@@ -42,12 +42,12 @@ def train_unigram(texts: Iterable[str], vocab_size: int, out: str | os.PathLike)
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special, unk_token="<unk>",
                                       shrinking_factor=0.75, max_piece_length=16, n_sub_iterations=2)
     tok.train_from_iterator(sorted(texts), trainer=trainer)
-    # The trainer is multi-threaded: scores differ in the last bits and ties come out in any
-    # order from run to run. Rebuild the model with rounded scores in a fixed order, so the
-    # same captions always give the same ids (a resumed stage must see the same vocabulary).
+    # The trainer's result varies from run to run: scores differ in the last bits, ties come out
+    # in any order, and near-tied pieces (single characters 1e-4 apart) swap scores. Rebuild the
+    # model canonically, so the same captions always give the same ids (a resumed stage must see
+    # the same vocabulary, and a seed the same weights).
     vocab = json.loads(tok.to_str())["model"]["vocab"]
-    fixed = [(p, 0.0) for p in special] + sorted(((p, round(sc, 6)) for p, sc in vocab if p not in special),
-                                                 key=lambda x: (-x[1], x[0]))
+    fixed = [(p, 0.0) for p in special] + canonical_scores([(p, sc) for p, sc in vocab if p not in special])
     tok.model = models.Unigram(fixed, unk_id=special.index("<unk>"), byte_fallback=False)
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", tok.token_to_id("</s>"))])
@@ -56,6 +56,23 @@ def train_unigram(texts: Iterable[str], vocab_size: int, out: str | os.PathLike)
     Path(out).mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))
     return fast
+
+
+def canonical_scores(vocab: list[tuple[str, float]], gap: float = 1e-3) -> list[tuple[str, float]]:
+    """(piece, score) sorted by score, with scores rounded to 6 decimals and, within each run of
+    scores closer than `gap` to their neighbour, handed out in piece order: two trainings that
+    differ only by which near-tied piece got which score give the same vocabulary."""
+    ranked = sorted(((p, round(sc, 6)) for p, sc in vocab), key=lambda x: (-x[1], x[0]))
+    out: list[tuple[str, float]] = []
+    k = 0
+    while k < len(ranked):
+        j = k + 1
+        while j < len(ranked) and ranked[j - 1][1] - ranked[j][1] < gap:
+            j += 1
+        scores = [sc for _, sc in ranked[k:j]]
+        out += list(zip(sorted(p for p, _ in ranked[k:j]), scores))
+        k = j
+    return out
 
 
 def load_text_tokenizer(source: str | os.PathLike):

@@ -1,6 +1,6 @@
 """train-clutch stages pretrain, refine and instruct: one loop, three task mixtures.
 
-RUN/<stage>/
+RUN/<stage>/ (names in layout.run)
   model/                  save_pretrained folder (weights, config, tokenizer) + motion_vocab.json
   checkpoint.safetensors  training state (weights, AdamW moments, RNG, step), as RUN/shift's
   train_log.jsonl         one line per log_every steps
@@ -15,11 +15,11 @@ same weights as an uninterrupted one on CPU.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,56 +30,38 @@ from clutch_core.lm.config import STAGES, LMConfig
 from clutch_core.lm.data import Clip, Sampler, collate, load_corpus, tokens_for
 from clutch_core.lm.geometry import (MotionTargets, gather_motion_logits, geometric_loss, hard_decode,
                                      joint_error, soft_decode)
-from clutch_core.lm.model import TrainingState, base_tokenizer, build_t5, load_lm, save_lm
+from clutch_core.lm.model import TrainingState, base_tokenizer, build_t5, lm_weights_id, load_lm, save_lm
 from clutch_core.lm.tasks import Renderer, task_example, templates
 from clutch_core.lm.text import sentinel_ids
 from clutch_core.lm.vocab import MotionVocab
-from clutch_core.progress import StepReporter
-from clutch_core.shift.checkpoint import (CHECKPOINT, atomic_write_json, load_tokenizer, load_training_state,
-                                          save_training_state)
-from clutch_core.shift.train import TRAIN_LOG, _autocast, _progress, _trim_log
+from clutch_core.shift.checkpoint import load_tokenizer, shift_weights_id
+from clutch_core.training.checkpoint import atomic_write_json, resume_training_state, save_training_state
+from clutch_core.training.optim import adamw
+from clutch_core.training.precision import autocast, resolve_amp
+from clutch_core.training.progress import TrainingProgress
+from clutch_core.training.schedule import lr_at
+from clutch_core.training.stage import is_complete, local_device, prepare, trim_log
+from layout import FRAME_DIM
+from layout.run import CHECKPOINT, METRICS, MODEL_DIR, MOTION_VOCAB, TEXT_TOKENIZER, TRAIN_LOG
 
 log = logging.getLogger(__name__)
-METRICS = "metrics.json"
-MODEL_DIR = "model"
-TEXT_TOKENIZER = "text_tokenizer"
+FORMAT = "clutch-lm/1"
 
 
 def stage_dir(run: str | os.PathLike, stage: str) -> Path:
     return Path(run) / stage
 
 
-def is_complete(run: str | os.PathLike, stage: str, identity: dict[str, Any], steps: int) -> bool:
-    p = stage_dir(run, stage) / METRICS
-    if not p.exists() or not (stage_dir(run, stage) / MODEL_DIR / "motion_vocab.json").exists():
-        return False
-    m = json.loads(p.read_text())
-    return m.get("train_config") == identity and m.get("steps") == steps
-
-
-def _weights_hash(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.glob("*.safetensors")):
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:10]
-
-
 def previous_model(run: str | os.PathLike, stage: str) -> Path | None:
     """The model folder a stage starts from: the latest earlier stage that finished (None: pretrain's base)."""
     for prev in reversed(STAGES[:STAGES.index(stage)]):
         d = stage_dir(run, prev) / MODEL_DIR
-        if (stage_dir(run, prev) / METRICS).exists() and (d / "motion_vocab.json").exists():
+        if (stage_dir(run, prev) / METRICS).exists() and (d / MOTION_VOCAB).exists():
             return d
     if stage != "pretrain":
         raise FileNotFoundError(f"{stage_dir(run, 'pretrain') / METRICS}: stage {stage} needs a trained LM; "
                                 f"run `clutch train DATASET --out {run} --stages pretrain` first")
     return None
-
-
-def _lr(cfg: LMConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
 
 
 def refine_schedule(cfg: LMConfig, step: int, total: int) -> tuple[float, float]:
@@ -101,7 +83,7 @@ def motion_targets(batch: dict[str, torch.Tensor], clips: list[Clip], frames, wh
     at = batch["motion_at"][rows]
     pos = at[:, None, None] + 1 + torch.arange(s_max)[None, :, None] * n + torch.arange(n)[None, None, :]
     valid = (torch.arange(s_max)[None] < torch.tensor(steps)[:, None]) & (pos[..., -1] < lmax)
-    motion = torch.zeros(len(rows), s_max * stride, 198)
+    motion = torch.zeros(len(rows), s_max * stride, FRAME_DIM)
     presence = torch.zeros(len(rows), s_max * stride, 2, dtype=torch.bool)
     for j, r in enumerate(rows.tolist()):
         i = where[clips[int(batch["clip"][r])].clip_id]
@@ -111,124 +93,190 @@ def motion_targets(batch: dict[str, torch.Tensor], clips: list[Clip], frames, wh
     return MotionTargets(rows, pos.clamp_max(lmax - 1), valid, motion, presence)
 
 
+@dataclass
+class _Stage:
+    """What one stage's loop needs, set up once (fresh or resumed)."""
+
+    name: str
+    out: Path
+    total: int
+    identity: dict[str, Any]
+    device: torch.device
+    model: Any  # T5ForConditionalGeneration
+    tok: Any
+    vocab: MotionVocab
+    renderer: Renderer
+    shift: Any
+    stats: Any
+    tokens: Path
+    clips: list[Clip]
+    sampler: Sampler
+    opt: torch.optim.Optimizer
+    state: TrainingState
+    step: int
+    frames: Any = None  # refine: the train clips' motion (normalized) ...
+    where: dict[str, int] | None = None  # ... and each clip's index in it
+    use_bf16: bool = False
+    amp: str = ""
+
+
 def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cfg: LMConfig,
               progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Train (or finish, or skip) one LM stage of RUN on DATASET; returns its metrics dict.
 
     stop_after: stop (without finishing) after this step, as a kill would; for tests of resume.
     """
-    from clutch_core.shift.data import load_clips
-
     if stage not in STAGES:
         raise ValueError(f"unknown language-model stage {stage!r}; stages: {list(STAGES)}")
-    out = stage_dir(run, stage)
-    total = cfg.steps(stage)
-    tokens = tokens_for(run, dataset)
-    init = previous_model(run, stage)
+    out, total = stage_dir(run, stage), cfg.steps(stage)
+    tokens, init = tokens_for(run, dataset), previous_model(run, stage)
     identity = {**cfg.identity(stage), "tokens": tokens.name,
-                "init": f"{init.parent.name}:{_weights_hash(init)}" if init else (cfg.base or "tiny-config")}
-    if is_complete(run, stage, identity, total):
+                "init": f"{init.parent.name}:{lm_weights_id(init)}" if init else (cfg.base or "tiny-config")}
+    if is_complete(out, identity, total, f"{MODEL_DIR}/{MOTION_VOCAB}"):
         log.info("%s: %s already holds a finished run of these settings; skipping", stage, out)
         return json.loads((out / METRICS).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(cfg.seed)
-
-    train_clips = load_corpus(tokens, dataset, "train")
-    if not train_clips:
-        raise ValueError(f"{dataset}: no train clips with tokens and captions")
-    shift, stats, shift_config = load_tokenizer(run)
-    shift.requires_grad_(False)
-    if init is None:
-        tok, vocab = base_tokenizer(cfg, shift_config, out / TEXT_TOKENIZER,
-                                    [t for c in train_clips for t in c.captions])
-        model = build_t5(cfg, tok, vocab)
-    else:
-        model, tok, vocab, _ = load_lm(init)
-    if vocab.streams != tuple(shift_config["streams"]):
-        raise ValueError(f"{init}: LM vocabulary streams {vocab.streams} differ from RUN/shift's "
-                         f"{shift_config['streams']}: tokenizer/LM mismatch")
-    model.to(device).train()
-    shift.to(device)
-    renderer = Renderer(tok, vocab)
-    sampler = Sampler(train_clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span)
-    frames = where = None
-    if stage == "refine":
-        frames = load_clips(dataset, "train", [c.clip_id for c in train_clips]).normalized(stats)
-        where = {c: i for i, c in enumerate(frames.clip_ids)}
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-    state = TrainingState(model)
-    ckpt, step = out / CHECKPOINT, 0
-    if ckpt.exists():
-        meta = load_training_state(ckpt, state, opt)
-        if meta.get("train_config") != identity:
-            raise ValueError(f"{ckpt}: checkpoint of other settings; use another --out or delete it")
-        step = int(meta["step"])
-        if step > total:
-            raise ValueError(f"{ckpt}: checkpoint is at step {step}, past this stage's {total} steps")
-        log.info("%s: resuming from %s at step %d", stage, ckpt, step)
-    _trim_log(out / TRAIN_LOG, step)
-    pad = tok.pad_token_id
-    t0, start, seen_tokens = time.perf_counter(), step, 0
-    bar = _progress(progress, total, step)
-    if bar is not None:
-        bar.set_description(stage)
-    reporter = StepReporter(stage, total, start=step)
-    with open(out / TRAIN_LOG, "a") as logf:
-        while step < total and (stop_after is None or step < stop_after):
-            batch = collate(sampler.batch(step, cfg.batch), pad, cfg.max_input, cfg.max_target)
-            for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
-            with _autocast(cfg, device):
-                o = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                          labels=batch["labels"].to(device))
-            loss, parts = o.loss.float(), {"ce": o.loss.item()}
-            if stage == "refine":
-                t = motion_targets(batch, train_clips, frames, where, vocab)
-                if t is not None:
-                    ramp, tau = refine_schedule(cfg, step, total)
-                    t = _to(t, device)
-                    pred = soft_decode(gather_motion_logits(o.logits, t), shift, vocab, tau, cfg.straight_through)
-                    l1, joint = geometric_loss(pred, _valid_only(t), stats)
-                    loss = loss + ramp * (cfg.geo_weight * l1 + cfg.joint_weight * joint)
-                    parts.update(geo_l1=l1.item(), geo_joint_m=joint.item(), tau=tau, geo_factor=ramp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            seen_tokens += int(batch["attention_mask"].sum() + (batch["labels"] >= 0).sum())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            reporter.step(step, loss.item())
-            if step % cfg.log_every == 0 or step == total:
-                logf.write(json.dumps({"step": step, "loss": loss.item(), **parts, "lr": _lr(cfg, step - 1)}) + "\n")
-                logf.flush()
-            if step % cfg.ckpt_every == 0 or step == total:
-                save_training_state(ckpt, step, state, opt, {"train_config": identity})
-    if bar is not None:
-        bar.close()
+    s = _setup(stage, dataset, run, cfg, out, total, tokens, init, identity)
+    t0, start, seen_tokens = time.perf_counter(), s.step, _loop(s, cfg, progress, stop_after)
     seconds = time.perf_counter() - t0
-    if step < total:
-        save_training_state(ckpt, step, state, opt, {"train_config": identity})
-        return {"stage": stage, "steps_done": step, "steps": total, "complete": False}
+    if s.step < total:
+        save_training_state(out / CHECKPOINT, s.step, s.state, s.opt, _meta(s), FORMAT)
+        return {"stage": stage, "steps_done": s.step, "steps": total, "complete": False}
     model_dir = out / MODEL_DIR
-    save_lm(model_dir, model, tok, vocab, {"stage": stage, "shift_weights": tokens.name.rsplit("-", 1)[-1],
-                                           "max_text_tokens": cfg.max_text_tokens})
+    save_lm(model_dir, s.model, s.tok, s.vocab, {"stage": stage, "shift_weights": shift_weights_id(run),
+                                                 "max_text_tokens": cfg.max_text_tokens})
     metrics = {"stage": stage, "preset": cfg.preset, "steps": total, "init": identity["init"],
-               **evaluate_stage(model, renderer, dataset, tokens, shift, stats, cfg, device),
-               "train_seconds_this_run": seconds, "steps_this_run": step - start,
+               **evaluate_stage(s.model, s.renderer, dataset, s.tokens, s.shift, s.stats, cfg, s.device),
+               "amp": s.amp, "train_seconds_this_run": seconds, "steps_this_run": s.step - start,
                "train_tokens_per_s": seen_tokens / max(seconds, 1e-9), "model_dir": str(model_dir),
                "train_config": identity}
     atomic_write_json(out / METRICS, metrics)
     log.info("%s: val CE %.3f, teacher-forced MPJPE %.1f mm -> %s", stage, metrics["val_ce"],
              metrics["val_tf_mpjpe_mm"], out / METRICS)
     return metrics
+
+
+def _setup(stage, dataset, run, cfg: LMConfig, out: Path, total: int, tokens: Path, init: Path | None,
+           identity: dict) -> _Stage:
+    """Data, model (fresh or the previous stage's), optimizer, the checkpoint's state, the precision."""
+    from clutch_core.shift.data import load_clips
+
+    prepare(out)
+    device = local_device()  # rank 0 alone trains the language model (flows.stages)
+    torch.manual_seed(cfg.seed)
+    clips = load_corpus(tokens, dataset, "train")
+    if not clips:
+        raise ValueError(f"{dataset}: no train clips with tokens and captions")
+    shift, stats, shift_config = load_tokenizer(run)
+    shift.requires_grad_(False)
+    model, tok, vocab = _model(cfg, init, out, shift_config, clips)
+    model.to(device).train()
+    shift.to(device)
+    renderer = Renderer(tok, vocab)
+    sampler = Sampler(clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span)
+    opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    s = _Stage(stage, out, total, identity, device, model, tok, vocab, renderer, shift, stats, tokens, clips,
+               sampler, opt, TrainingState(model), 0)
+    if stage == "refine":
+        s.frames = load_clips(dataset, "train", [c.clip_id for c in clips]).normalized(stats)
+        s.where = {c: i for i, c in enumerate(s.frames.clip_ids)}
+    resumed = _resume(s, cfg)
+    trim_log(out / TRAIN_LOG, s.step)
+    s.use_bf16, s.amp = resumed if resumed and cfg.amp == "auto" else _resolve_precision(s, cfg)
+    log.info("%s: %s", stage, s.amp)
+    return s
+
+
+def _model(cfg: LMConfig, init: Path | None, out: Path, shift_config: dict, clips: list[Clip]):
+    """(model, tokenizer, vocabulary): the previous stage's, or a fresh one for pretrain."""
+    if init is None:
+        tok, vocab = base_tokenizer(cfg, shift_config, out / TEXT_TOKENIZER, [t for c in clips for t in c.captions])
+        model = build_t5(cfg, tok, vocab)
+    else:
+        model, tok, vocab, _ = load_lm(init)
+    if vocab.streams != tuple(shift_config["streams"]):
+        raise ValueError(f"{init}: LM vocabulary streams {vocab.streams} differ from RUN/shift's "
+                         f"{shift_config['streams']}: tokenizer/LM mismatch")
+    return model, tok, vocab
+
+
+def _resume(s: _Stage, cfg: LMConfig) -> tuple[bool, str] | None:
+    """Load the stage's checkpoint when there is one (sets s.step); -> the precision it ran with."""
+    ckpt = s.out / CHECKPOINT
+    meta = resume_training_state(ckpt, s.state, s.opt)
+    if meta is None:
+        return None
+    if meta.get("train_config") != s.identity:
+        raise ValueError(f"{ckpt}: checkpoint of other settings; use another --out or delete it")
+    s.step = int(meta["step"])
+    if s.step > s.total:
+        raise ValueError(f"{ckpt}: checkpoint is at step {s.step}, past this stage's {s.total} steps")
+    log.info("%s: resuming from %s at step %d", s.name, ckpt, s.step)
+    return tuple(meta["amp"]) if meta.get("amp") else None
+
+
+def _resolve_precision(s: _Stage, cfg: LMConfig) -> tuple[bool, str]:
+    """clutch_core.training.precision on this stage's first batch."""
+    batch = _batch(s, cfg, s.step)
+
+    def step():
+        return s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       labels=batch["labels"]).loss
+
+    key = (json.dumps(cfg.identity(s.name), sort_keys=True), tuple(batch["input_ids"].shape), tuple(batch["labels"].shape))
+    return resolve_amp(cfg.amp, s.device, s.model, step, key)
+
+
+def _meta(s: _Stage) -> dict[str, Any]:
+    return {"train_config": s.identity, "amp": [s.use_bf16, s.amp]}
+
+
+def _batch(s: _Stage, cfg: LMConfig, step: int) -> dict[str, torch.Tensor]:
+    b = collate(s.sampler.batch(step, cfg.batch), s.tok.pad_token_id, cfg.max_input, cfg.max_target)
+    return {k: (v.to(s.device) if k in ("input_ids", "attention_mask", "labels") else v) for k, v in b.items()}
+
+
+def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> int:
+    """Train from s.step to the stage's total (or stop_after); -> tokens seen (inputs + targets)."""
+    report = TrainingProgress(s.name, s.total, s.step, bar=progress)
+    seen = 0
+    with open(s.out / TRAIN_LOG, "a") as logf:
+        while s.step < s.total and (stop_after is None or s.step < stop_after):
+            batch = _batch(s, cfg, s.step)
+            lr = lr_at(cfg.lr, cfg.warmup_steps, s.step)
+            for g in s.opt.param_groups:
+                g["lr"] = lr
+            with autocast(s.use_bf16, s.device):
+                o = s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+            loss, parts = o.loss.float(), {"ce": o.loss.item()}
+            if s.name == "refine":
+                loss = loss + _refine_loss(s, cfg, batch, o.logits, parts)
+            s.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            s.opt.step()
+            s.step += 1
+            seen += int(batch["attention_mask"].sum() + (batch["labels"] >= 0).sum())
+            report.step(s.step, loss.item())
+            if s.step % cfg.log_every == 0 or s.step == s.total:
+                logf.write(json.dumps({"step": s.step, "loss": loss.item(), **parts, "lr": lr}) + "\n")
+                logf.flush()
+            if s.step % cfg.ckpt_every == 0 or s.step == s.total:
+                save_training_state(s.out / CHECKPOINT, s.step, s.state, s.opt, _meta(s), FORMAT)
+    report.close()
+    return seen
+
+
+def _refine_loss(s: _Stage, cfg: LMConfig, batch: dict, logits: torch.Tensor, parts: dict) -> torch.Tensor | float:
+    """The geometric loss of the batch's text-to-motion rows: their logits -> Gumbel-softmax over each
+    stream's codes -> frozen SHIFT decoders -> motion, against the clip's real motion (lambda ramped up)."""
+    t = motion_targets(batch, s.clips, s.frames, s.where, s.vocab)
+    if t is None:
+        return 0.0
+    ramp, tau = refine_schedule(cfg, s.step, s.total)
+    t = _to(t, s.device)
+    pred = soft_decode(gather_motion_logits(logits, t), s.shift, s.vocab, tau, cfg.straight_through)
+    l1, joint = geometric_loss(pred, _valid_only(t), s.stats)
+    parts.update(geo_l1=l1.item(), geo_joint_m=joint.item(), tau=tau, geo_factor=ramp)
+    return ramp * (cfg.geo_weight * l1 + cfg.joint_weight * joint)
 
 
 def _to(t: MotionTargets, device) -> MotionTargets:

@@ -28,12 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from clutch_core.shift.checkpoint import MODEL, atomic_write_json, load_tokenizer
+from clutch_core.shift.checkpoint import load_tokenizer, shift_weights_id
+from clutch_core.training.checkpoint import atomic_write_json
+from layout.run import TOKENS_DIR
 from storage.integrity import DamagedFileError, open_parquet, read_verified
 
 log = logging.getLogger(__name__)
 
-TOKENS_DIR = "tokens"
 DAMAGED_DIR = ".damaged"
 TOKENS_SCHEMA = pa.schema([
     pa.field("clip_id", pa.string(), nullable=False),
@@ -46,17 +47,8 @@ TOKENS_SCHEMA = pa.schema([
 
 
 def tokens_dir(run: str | os.PathLike, dataset: str | os.PathLike) -> Path:
-    """DATASET/tokens/<run folder name>-<first 10 hex of sha256 of the weights>."""
-    from clutch_core.shift.train import stage_dir
-
-    weights = stage_dir(run) / MODEL
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights}: no trained tokenizer (run `clutch train ... --stages shift` first)")
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return Path(dataset) / TOKENS_DIR / f"{Path(run).resolve().name}-{h.hexdigest()[:10]}"
+    """DATASET/tokens/<run folder name>-<weights id of RUN's tokenizer> (clutch_core.shift.checkpoint)."""
+    return Path(dataset) / TOKENS_DIR / f"{Path(run).resolve().name}-{shift_weights_id(run)}"
 
 
 def _parts(out: Path) -> list[Path]:

@@ -1,18 +1,17 @@
-"""Stage 1 of train-clutch: train a motion tokenizer (SHIFT or the plain VQ-VAE baseline).
+"""Stage 1 of train-clutch: train a motion tokenizer (SHIFT, the plain VQ-VAE, or the RVQ baseline).
 
-One trainer for both tokenizers. Skips itself when RUN/shift/metrics.json records a
-finished run of the same settings; otherwise resumes from RUN/shift/checkpoint.safetensors
-(model, AdamW, EMA codebooks, RNG, step). The global batch of a step depends only on (seed, step),
-so an interrupted and resumed run trains on the same batches as an uninterrupted one.
+One trainer for every tokenizer. Skips itself when RUN/shift/metrics.json records a finished
+run of the same settings; otherwise resumes from RUN/shift/checkpoint.safetensors (model, AdamW,
+EMA codebooks, RNG, step). The global batch of a step depends only on (seed, step), so an
+interrupted and resumed run trains on the same batches as an uninterrupted one.
 
-Several processes: torchrun (WORLD_SIZE / RANK / LOCAL_RANK from the environment), DDP with
-NCCL on GPUs and gloo on CPU. `batch` is per process; each rank takes its slice of the global
-batch, losses are normalized over all ranks and codebook draws see every rank's latents
+Several processes: torchrun (clutch_core.training.stage.setup_device), DDP with NCCL on GPUs
+and gloo on CPU. `batch` is per process; each rank takes its slice of the global batch, losses
+are normalized over all ranks and codebook draws see every rank's latents
 (clutch_core.shift.distributed), so N processes at batch B/N follow one process at batch B.
-Rank 0 alone writes checkpoints, the log and the metrics.
+Rank 0 alone writes checkpoints, the logs and the metrics.
 
-Mixed precision (`amp`, see resolve_amp): bf16 autocast on GPUs and, by default, on CPUs with
-native bf16 when it measures faster there (under torchrun, rank 0's choice holds for all ranks).
+Precision: clutch_core.training.precision (the same `amp` meaning as the language model's).
 """
 from __future__ import annotations
 
@@ -28,19 +27,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from clutch_core.shift.checkpoint import (CHECKPOINT, CONFIG, atomic_write_bytes, atomic_write_json,
-                                          resume_training_state, save_tokenizer, save_training_state)
-from clutch_core.progress import StepReporter
+from clutch_core.shift.checkpoint import FORMAT, save_tokenizer
 from clutch_core.shift.distributed import global_sum
 from clutch_core.shift.model import TokenizerConfig, TokenizerOutput, build_tokenizer
 from clutch_core.shift.presets import PRESETS
+from clutch_core.training.checkpoint import atomic_write_json, resume_training_state, save_training_state
+from clutch_core.training.optim import adamw
+from clutch_core.training.precision import autocast, resolve_amp
+from clutch_core.training.progress import TrainingProgress
+from clutch_core.training.schedule import lr_at
+from clutch_core.training.stage import is_complete, prepare, setup_device, trim_log
 from layout import HAND_DIM, TRAJ_IDX
+from layout.run import CHECKPOINT, METRICS, SHIFT_DIR, TOKENIZER_CONFIG, TRAIN_LOG, VAL_LOG
 
 log = logging.getLogger(__name__)
-STAGE_DIR = "shift"
-METRICS = "metrics.json"
-TRAIN_LOG = "train_log.jsonl"
-VAL_LOG = "val_log.jsonl"  # {step, val_mpjpe_mm} at every checkpoint
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TrainConfig:
     log_every: int = 10
     eval_batch: int = 64
     seed: int = 0
-    amp: str = "auto"  # auto (bf16 on CUDA; on CPUs with native bf16 when measured faster) | bf16 | off
+    amp: str = "auto"  # clutch_core.training.precision: auto | bf16 | off
 
     def identity(self) -> dict[str, Any]:
         """Settings that change the trained model, except max_steps: a finished run can be extended
@@ -94,19 +94,6 @@ def preset_config(preset: str = "tiny", **overrides: Any) -> TrainConfig:
     return cfg
 
 
-def stage_dir(run: str | os.PathLike) -> Path:
-    return Path(run) / STAGE_DIR
-
-
-def is_complete(run: str | os.PathLike, cfg: TrainConfig) -> bool:
-    """True when RUN/shift holds a finished run of exactly these settings."""
-    p = stage_dir(run) / METRICS
-    if not p.exists() or not (stage_dir(run) / CONFIG).exists():
-        return False
-    m = json.loads(p.read_text())
-    return m.get("train_config") == cfg.identity() and m.get("steps") == cfg.max_steps
-
-
 def tokenizer_loss(out: TokenizerOutput, x: torch.Tensor, presence: torch.Tensor, cfg: TrainConfig):
     """Smooth-L1 reconstruction + velocity loss on the trajectory + commitment, over present hand-frames only.
 
@@ -126,225 +113,143 @@ def tokenizer_loss(out: TokenizerOutput, x: torch.Tensor, presence: torch.Tensor
     return total, dict(zip(("loss", "recon", "vel", "commit"), parts))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, no weight decay on biases; the fused kernel (one pass over the parameters instead
-    of ~10 elementwise passes: a large share of a CPU step, see BENCHMARKS.md "SHIFT")."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas, fused=True)
+@dataclass
+class _Run:
+    """What the loop needs, set up once (fresh or resumed)."""
 
-
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-
-
-def _setup_device() -> tuple[torch.device, int, int]:
-    """(device, rank, world size); initializes torch.distributed under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, rank, world
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    """The rule without a measurement (the language model's trainer): bf16 when asked, or auto on CUDA."""
-    return autocast(cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"), device)
-
-
-def autocast(on: bool, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU computes in bf16 natively (x86 AVX512-BF16 or AMX-BF16; Arm BF16).
-
-    Without it, CPU autocast emulates bf16 through float32 conversions and is slower than
-    float32, so `amp=auto` never turns it on there. Linux: /proc/cpuinfo flags; elsewhere False."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-AMP_MIN_SPEEDUP = 1.15  # auto keeps float32 unless bf16 measures at least this much faster
-_MEASURED: dict[tuple, float] = {}  # bf16 speedup per (model settings, batch shape, threads)
-
-
-def resolve_amp(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, x: torch.Tensor,
-                p: torch.Tensor) -> tuple[bool, str]:
-    """Whether the run uses bf16 autocast, and why (logged and kept in metrics.json).
-
-    off: float32. bf16: bf16. auto: bf16 on CUDA; on a CPU only when it has native bf16
-    (`cpu_has_native_bf16`) and a short measurement on the first batch (forward + backward,
-    best of 2 after a warm-up, float32 and bf16 alternating) finds bf16 at least
-    AMP_MIN_SPEEDUP x faster; so auto is never slower than float32 by more than the noise of
-    that measurement. The measurement leaves the model, its buffers and the RNG as they were,
-    and its verdict is kept for the process (per model settings, batch shape and threads) and
-    in the checkpoint, so a resumed run keeps the precision it started with.
-    """
-    if cfg.amp in ("off", "bf16"):
-        return cfg.amp == "bf16", f"amp={cfg.amp}"
-    if device.type == "cuda":
-        return True, "amp=auto: CUDA"
-    if not cpu_has_native_bf16():
-        return False, "amp=auto: float32 (this CPU has no native bf16: AVX512-BF16 or AMX)"
-    key = (json.dumps(dataclasses.asdict(cfg.tokenizer), sort_keys=True), tuple(x.shape), torch.get_num_threads())
-    if key not in _MEASURED:
-        f32, b16 = _time_steps(model, x, p, device)
-        _MEASURED[key] = f32 / max(b16, 1e-9)
-    speedup = _MEASURED[key]
-    on = speedup >= AMP_MIN_SPEEDUP
-    return on, (f"amp=auto: {'bf16' if on else 'float32'} (native bf16 CPU; measured bf16 {speedup:.2f}x "
-                f"float32 on the first batch, threshold {AMP_MIN_SPEEDUP}x)")
-
-
-def _time_steps(model: torch.nn.Module, x: torch.Tensor, p: torch.Tensor, device: torch.device,
-                repeats: int = 2) -> tuple[float, float]:
-    """Best seconds of one forward + backward in float32 and in bf16 (state restored afterwards)."""
-    import copy
-
-    state = copy.deepcopy(model.state_dict())
-    rng = torch.get_rng_state()
-    best = {False: float("inf"), True: float("inf")}
-    try:
-        for i in range(repeats + 1):
-            for on in (False, True):
-                t0 = time.perf_counter()
-                with autocast(on, device):
-                    out = model(x, p)
-                (out.recon.float().square().mean() + out.commit).backward()
-                if i:  # the first round warms up
-                    best[on] = min(best[on], time.perf_counter() - t0)
-                model.zero_grad(set_to_none=True)
-    finally:
-        model.load_state_dict(state)
-        torch.set_rng_state(rng)
-    return best[False], best[True]
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed (they will be produced again)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
+    out: Path
+    device: torch.device
+    rank: int
+    world: int
+    model: torch.nn.Module  # the tokenizer
+    net: torch.nn.Module  # the tokenizer, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    sampler: Any  # clutch_core.shift.data.WindowSampler
+    stats: Any  # MotionStats
+    step: int
+    meta: dict[str, Any]  # checkpoint metadata
+    val: Any  # val probe clips, or None
+    use_bf16: bool = False
 
 
 def train_tokenizer(dataset: str | os.PathLike, run: str | os.PathLike, cfg: TrainConfig,
                     progress: bool = True) -> dict[str, Any]:
     """Train (or finish, or skip) the tokenizer of RUN on DATASET; returns the metrics dict."""
-    from clutch_core.hands.motion import MotionStats
+    out = Path(run) / SHIFT_DIR
+    if is_complete(out, cfg.identity(), cfg.max_steps, TOKENIZER_CONFIG):
+        log.info("shift: %s already holds a finished run of these settings; skipping", out)
+        return json.loads((out / METRICS).read_text())
+    r = _setup(dataset, out, cfg)
+    t0, start = time.perf_counter(), r.step
+    _loop(r, cfg, progress)
+    seconds = time.perf_counter() - t0
+    if r.world > 1:
+        torch.distributed.barrier()
+    if r.rank != 0:
+        return {}
+    metrics = _finish(dataset, r, cfg)
+    metrics.update(amp=r.meta["amp"][1], train_seconds_this_run=seconds, steps_this_run=r.step - start,
+                   train_clips_per_s=(r.step - start) * cfg.batch * r.world / max(seconds, 1e-9))
+    atomic_write_json(out / METRICS, metrics)
+    log.info("shift: val MPJPE %.2f mm (traj %.2f, pose %.2f) -> %s", metrics["val_mpjpe_mm"],
+             metrics["val_mpjpe_traj_mm"], metrics["val_mpjpe_pose_mm"], out / METRICS)
+    return metrics
+
+
+def _setup(dataset, out: Path, cfg: TrainConfig) -> _Run:
+    """Device, data, model, optimizer; the checkpoint's state when there is one; the precision."""
     from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
 
-    out_dir = stage_dir(run)
-    if is_complete(run, cfg):
-        log.info("shift: %s already holds a finished run of these settings; skipping", out_dir)
-        return json.loads((out_dir / METRICS).read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device, rank, world = _setup_device()
-    if rank == 0:
-        for stale in out_dir.glob(".*.tmp-*"):  # a write cut short by a kill
-            stale.unlink(missing_ok=True)
+    device, rank, world = setup_device()
+    prepare(out, clean=rank == 0)
     torch.manual_seed(cfg.seed)
     train = load_clips(dataset, "train")
     if len(train) == 0:
         raise ValueError(f"{dataset}: no clips in the train split")
-
-    model = build_tokenizer(cfg.tokenizer)
-    ckpt = out_dir / CHECKPOINT
+    model = build_tokenizer(cfg.tokenizer).to(device)  # on its device before the optimizer state is loaded
+    opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    meta = resume_training_state(out / CHECKPOINT, model, opt)  # None: no good checkpoint
     step, resumed_amp = 0, None
-    model.to(device)  # before loading: optimizer state follows the parameters' device
-    opt = make_optimizer(model, cfg)
-    meta = resume_training_state(ckpt, model, opt)  # None: no good checkpoint (damaged ones set aside)
     if meta is not None:
-        if meta.get("train_config") != cfg.identity():
-            raise ValueError(f"{ckpt}: checkpoint of other settings ({meta.get('train_config')}); "
-                             f"use another --out or delete it")
-        step, stats = int(meta["step"]), MotionStats.from_dict(meta["stats"])
-        resumed_amp = tuple(meta["amp"]) if meta.get("amp") else None
-        if step > cfg.max_steps:
-            raise ValueError(f"{ckpt}: checkpoint is at step {step}, past max_steps={cfg.max_steps}")
-        log.info("shift: resuming from %s at step %d", ckpt, step)
+        step, stats, resumed_amp = _check_resume(out / CHECKPOINT, meta, cfg)
     else:
         stats = fit_stats(train)
     if rank == 0:
-        _trim_log(out_dir / TRAIN_LOG, step)
-        _trim_log(out_dir / VAL_LOG, step)
+        trim_log(out / TRAIN_LOG, step)
+        trim_log(out / VAL_LOG, step)
     model.train()
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = WindowSampler(train.normalized(stats), cfg.window, cfg.batch, cfg.seed, rank, world)
     meta = {"train_config": cfg.identity(), "stats": stats.to_dict()}
-    val = _val_probe(dataset) if rank == 0 else None  # validation curve next to the training loss
+    r = _Run(out, device, rank, world, model, net, opt, sampler, stats, step, meta,
+             _val_probe(dataset) if rank == 0 else None)
+    r.use_bf16, reason = _precision(r, cfg, resumed_amp)
+    r.meta["amp"] = [r.use_bf16, reason]
+    log.info("shift: %s", reason)
+    return r
 
-    if resumed_amp is not None and cfg.amp == "auto":  # the precision the run started with
-        use_bf16, amp_reason = resumed_amp
+
+def _check_resume(ckpt: Path, meta: dict, cfg: TrainConfig):
+    """(step, stats, precision) of a checkpoint of these settings; ValueError for another run's."""
+    from clutch_core.hands.motion import MotionStats
+
+    if meta.get("train_config") != cfg.identity():
+        raise ValueError(f"{ckpt}: checkpoint of other settings ({meta.get('train_config')}); "
+                         f"use another --out or delete it")
+    step = int(meta["step"])
+    if step > cfg.max_steps:
+        raise ValueError(f"{ckpt}: checkpoint is at step {step}, past max_steps={cfg.max_steps}")
+    log.info("shift: resuming from %s at step %d", ckpt, step)
+    return step, MotionStats.from_dict(meta["stats"]), (tuple(meta["amp"]) if meta.get("amp") else None)
+
+
+def _precision(r: _Run, cfg: TrainConfig, resumed: tuple | None) -> tuple[bool, str]:
+    """The run's precision: the one it started with when resumed under auto; under torchrun, rank 0's."""
+    if resumed is not None and cfg.amp == "auto":
+        use_bf16, reason = resumed
     else:
-        use_bf16, amp_reason = resolve_amp(cfg, device, model, *(t.to(device) for t in sampler.sample(step)))
-    if world > 1:  # a measured choice may differ between ranks: all take rank 0's
-        choice = [use_bf16, amp_reason]
+        x, p = (t.to(r.device) for t in r.sampler.sample(r.step))
+
+        def step():
+            out = r.model(x, p)
+            return out.recon.float().square().mean() + out.commit
+
+        key = (json.dumps(dataclasses.asdict(cfg.tokenizer), sort_keys=True), tuple(x.shape))
+        use_bf16, reason = resolve_amp(cfg.amp, r.device, r.model, step, key)
+    if r.world > 1:  # a measured choice may differ between ranks: all take rank 0's
+        choice = [use_bf16, reason]
         torch.distributed.broadcast_object_list(choice, 0)
-        use_bf16, amp_reason = choice
-    meta["amp"] = [use_bf16, amp_reason]
-    log.info("shift: %s", amp_reason)
-    t0, start_step = time.perf_counter(), step
-    bar = _progress(progress and rank == 0, cfg.max_steps, step)
-    reporter = StepReporter("shift", cfg.max_steps, start=step) if rank == 0 else None
-    with open(out_dir / TRAIN_LOG, "a") as logf:
-        while step < cfg.max_steps:
-            x, p = sampler.sample(step)
-            x, p = x.to(device, non_blocking=True), p.to(device, non_blocking=True)
-            for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
-            with autocast(use_bf16, device):
-                out = net(x, p)
+        use_bf16, reason = choice
+    return use_bf16, reason
+
+
+def _loop(r: _Run, cfg: TrainConfig, progress: bool) -> None:
+    """Train from r.step to cfg.max_steps: log every log_every steps, validate and checkpoint every ckpt_every."""
+    report = TrainingProgress("shift", cfg.max_steps, r.step, bar=progress and r.rank == 0, report=r.rank == 0)
+    with open(r.out / TRAIN_LOG, "a") as logf:
+        while r.step < cfg.max_steps:
+            x, p = (t.to(r.device, non_blocking=True) for t in r.sampler.sample(r.step))
+            lr = lr_at(cfg.lr, cfg.warmup_steps, r.step)
+            for g in r.opt.param_groups:
+                g["lr"] = lr
+            with autocast(r.use_bf16, r.device):
+                out = r.net(x, p)
             loss, parts = tokenizer_loss(out, x, p, cfg)
-            opt.zero_grad(set_to_none=True)
-            (loss * world).backward()
-            opt.step()
-            step += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.4f}")
-            if reporter is not None:
-                reporter.step(step, parts["loss"])
-            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.max_steps):
+            r.opt.zero_grad(set_to_none=True)
+            (loss * r.world).backward()
+            r.opt.step()
+            r.step += 1
+            report.step(r.step, parts["loss"])
+            if r.rank == 0 and (r.step % cfg.log_every == 0 or r.step == cfg.max_steps):
                 ppl = {k: round(float(v), 2) for k, v in out.perplexity.items()}
-                logf.write(json.dumps({"step": step, **parts, "perplexity": ppl, "lr": _lr(cfg, step - 1)}) + "\n")
+                logf.write(json.dumps({"step": r.step, **parts, "perplexity": ppl, "lr": lr}) + "\n")
                 logf.flush()
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.max_steps):
-                _log_val(out_dir / VAL_LOG, step, model, stats, val, cfg, device)  # before the save: RNG as after it
-                save_training_state(ckpt, step, model, opt, meta)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    if world > 1:
-        torch.distributed.barrier()
-    if rank != 0:
-        return {}
-    metrics = _finish(dataset, out_dir, model, stats, cfg, device)
-    metrics.update(amp=amp_reason, train_seconds_this_run=seconds, steps_this_run=step - start_step,
-                   train_clips_per_s=(step - start_step) * cfg.batch * world / max(seconds, 1e-9))
-    atomic_write_json(out_dir / METRICS, metrics)
-    log.info("shift: val MPJPE %.2f mm (traj %.2f, pose %.2f) -> %s", metrics["val_mpjpe_mm"],
-             metrics["val_mpjpe_traj_mm"], metrics["val_mpjpe_pose_mm"], out_dir / METRICS)
-    return metrics
+            if r.rank == 0 and (r.step % cfg.ckpt_every == 0 or r.step == cfg.max_steps):
+                _log_val(r, cfg)  # before the save: RNG as after it
+                save_training_state(r.out / CHECKPOINT, r.step, r.model, r.opt, r.meta, FORMAT)
+    report.close()
 
 
 VAL_PROBE_CLIPS = 256
@@ -360,38 +265,30 @@ def _val_probe(dataset):
     return load_clips(dataset, clip_ids=ids) if ids else None
 
 
-def _log_val(path: Path, step: int, model, stats, val, cfg: TrainConfig, device) -> None:
+def _log_val(r: _Run, cfg: TrainConfig) -> None:
     """One val_log.jsonl line {"step", "val_mpjpe_mm"}: the report plots it next to the training loss."""
-    if val is None:
+    if r.val is None:
         return
     from clutch_core.shift.evaluate import evaluate
 
-    model.eval()
+    r.model.eval()
     with torch.no_grad():
-        m = evaluate(model, stats, val, cfg.eval_batch, device)
-    model.train()
-    with open(path, "a") as f:
-        f.write(json.dumps({"step": step, "val_mpjpe_mm": m["val_mpjpe_mm"]}) + "\n")
+        m = evaluate(r.model, r.stats, r.val, cfg.eval_batch, r.device)
+    r.model.train()
+    with open(r.out / VAL_LOG, "a") as f:
+        f.write(json.dumps({"step": r.step, "val_mpjpe_mm": m["val_mpjpe_mm"]}) + "\n")
 
 
-def _finish(dataset, out_dir: Path, model, stats, cfg: TrainConfig, device) -> dict[str, Any]:
+def _finish(dataset, r: _Run, cfg: TrainConfig) -> dict[str, Any]:
     """Save the tokenizer, evaluate it on val (test, then train, when a split is empty)."""
     from clutch_core.shift.data import load_clips
     from clutch_core.shift.evaluate import evaluate
 
-    save_tokenizer(out_dir, model, stats, {"steps": cfg.max_steps, "train_config": cfg.identity()})
+    save_tokenizer(r.out, r.model, r.stats, {"steps": cfg.max_steps, "train_config": cfg.identity()})
     for split in ("val", "test", "train"):
         clips = load_clips(dataset, split)
         if len(clips):
             break
-    m = evaluate(model, stats, clips, cfg.eval_batch, device)
+    m = evaluate(r.model, r.stats, clips, cfg.eval_batch, r.device)
     return {"tokenizer": cfg.tokenizer.kind, "preset": cfg.preset, "steps": cfg.max_steps, "eval_split": split,
             **m, "train_config": cfg.identity()}
-
-
-def _progress(on: bool, total: int, initial: int):
-    if not on:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc="shift", unit="step", dynamic_ncols=True)

@@ -56,9 +56,9 @@ def test_a_training_stage_reports_step_loss_eta_and_a_progress_artifact(prefect_
 
 
 def test_step_reporter_logs_first_last_and_every_period(caplog):
-    from clutch_core.progress import StepReporter, progress_of
+    from clutch_core.training.progress import StepReporter, progress_of
 
-    caplog.set_level(logging.INFO, logger="clutch_core.progress")
+    caplog.set_level(logging.INFO, logger="clutch_core.training.progress")
     r = StepReporter("shift", total=100, every_s=3600.0)
     for step in range(1, 101):
         r.step(step, 1.0 / step)

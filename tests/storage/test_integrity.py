@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clutch_core.shift.checkpoint import DamagedCheckpoint, load_tokenizer
+from clutch_core.shift.checkpoint import load_tokenizer
+from clutch_core.training.checkpoint import DamagedCheckpoint
 from clutch_core.shift.tokenize import read_tokens, tokenize_dataset
 from clutch_core.shift.train import preset_config, train_tokenizer
 from tests.fixtures.shift_data import SMALL, small_dataset

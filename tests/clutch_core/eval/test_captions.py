@@ -90,7 +90,8 @@ def test_bertscore_offline_minilm_and_cli(tmp_path, capsys):
     hyps.write_text("\n".join(PARTIAL) + "\n")
     assert main(["eval", "captions", "--refs", str(refs), "--hyps", str(hyps), "--out", str(tmp_path / "m.json")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"bleu_1", "bleu_4", "rouge_l", "cider", "bertscore_f1_minilm"}
+    assert set(out) == {"empty_hypotheses", "bleu_1", "bleu_4", "rouge_l", "cider", "bertscore_f1_minilm"}
+    assert out["empty_hypotheses"] == 0
     assert json.loads((tmp_path / "m.json").read_text()) == out
     _, _, f1 = bert_score.score(PARTIAL, [[r[0], f"another reference of clip {i}"] for i, r in enumerate(REFS)],
                                 model_type=C.default_bert_model(), num_layers=C.BERTSCORE_LAYERS,
@@ -108,3 +109,25 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "has 2 lines" in capsys.readouterr().err
     assert main(["eval", "captions", "--refs", str(tmp_path / "nope.txt"), "--hyps", str(hyps)]) == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_empty_and_degenerate_hypotheses_are_scored_not_crashed_on(tmp_path, capsys):
+    """A model that writes nothing, or one word, still gets a report (empty captions count as saying nothing)."""
+    refs = [["the left hand waves"], ["the right hand grasps the cup"], ["both hands rest"]]
+    out = C.caption_metrics(refs, ["", "the right hand grasps the cup", "   "])
+    assert out["empty_hypotheses"] == 2
+    alone = C.bertscore_f1(refs[1:2], ["the right hand grasps the cup"])
+    assert out["bertscore_f1_minilm"] == pytest.approx(alone / 3, abs=1e-5)  # the empty ones score 0
+    assert C.caption_metrics(refs, ["", "", ""])["bertscore_f1_minilm"] == 0.0
+    assert C.caption_metrics(refs, ["the"] * 3)["bleu_4"] < 0.05
+    # a blank line of a hypotheses file is an empty caption, and files are counted as an editor counts lines
+    (tmp_path / "refs.txt").write_text("one\ntwo\n")
+    (tmp_path / "hyps.txt").write_text("one\n\n")
+    assert main(["eval", "captions", "--refs", str(tmp_path / "refs.txt"), "--hyps", str(tmp_path / "hyps.txt"),
+                 "--no-bertscore"]) == 0
+    assert json.loads(capsys.readouterr().out)["empty_hypotheses"] == 1
+    (tmp_path / "hyps.txt").write_text("one\n\n\n")
+    assert main(["eval", "captions", "--refs", str(tmp_path / "refs.txt"), "--hyps", str(tmp_path / "hyps.txt"),
+                 "--no-bertscore"]) == 2
+    assert "has 3 lines" in capsys.readouterr().err

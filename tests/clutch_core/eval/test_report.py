@@ -7,8 +7,8 @@ import torch
 
 from clutch_cli import main
 from clutch_core.eval import rows as R
-from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, train_evaluator
-from clutch_core.eval.evaluator import words as tokens
+from clutch_core.eval.evaluator_model import Evaluator, EvaluatorConfig, train_evaluator
+from clutch_core.eval.evaluator_model import words as tokens
 from clutch_core.eval.t2m import evaluate_rows
 
 KEYS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "kid", "kid_lo", "kid_hi", "mm_dist",

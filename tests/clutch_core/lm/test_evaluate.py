@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clutch_core.eval.captions import CaptionConfig
-from clutch_core.eval.evaluator import EvaluatorConfig
+from clutch_core.eval.evaluator_model import EvaluatorConfig
 from clutch_core.lm.config import preset_config
 from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
 from clutch_core.lm.train import run_stage

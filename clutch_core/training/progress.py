@@ -1,7 +1,7 @@
-"""Training progress as log records: step, loss and ETA every `every_s` seconds.
+"""Training progress: log records (step, loss and ETA every `every_s` seconds) and a terminal bar.
 
 The trainers stay free of any orchestrator: they log to the standard `logging` module
-(logger "clutch_core.progress"), and each record carries a `StepProgress` in its
+(logger "clutch_core.training.progress"), and each record carries a `StepProgress` in its
 `clutch_progress` attribute. Whoever runs a trainer decides where that goes: the flows
 forward it to Prefect's run logger and a progress artifact; the CLI drops it while a
 progress bar already shows the same numbers.
@@ -9,6 +9,7 @@ progress bar already shows the same numbers.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -62,3 +63,31 @@ class StepReporter:
 
 def progress_of(record: logging.LogRecord) -> StepProgress | None:
     return getattr(record, RECORD_ATTR, None)
+
+
+def progress_bar(on: bool, total: int, initial: int, desc: str):
+    """A tqdm bar on an interactive terminal, else None (a log file gets StepReporter's lines only)."""
+    if not on or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+class TrainingProgress:
+    """What a training loop reports after each step: the bar (terminals only) and the log lines."""
+
+    def __init__(self, stage: str, total: int, start: int, bar: bool = True, report: bool = True):
+        self.bar = progress_bar(bar, total, start, stage)
+        self.reporter = StepReporter(stage, total, start=start) if report else None
+
+    def step(self, step: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+        if self.reporter is not None:
+            self.reporter.step(step, loss)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

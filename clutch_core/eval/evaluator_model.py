@@ -16,7 +16,7 @@ trained with InfoNCE instead of their margin loss).
 
 Saved as EVALUATOR/evaluator.safetensors + evaluator.json (config, vocabulary, hash,
 training set) + train_log.jsonl (one line per epoch); EVALUATOR is normally
-DATASET/evaluators/<hash>/ (see clutch_core.eval.evaluators: one per dataset, shared by
+DATASET/evaluators/<hash>/ (see clutch_core.eval.evaluator_store: one per dataset, shared by
 every run).
 """
 from __future__ import annotations
@@ -35,13 +35,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from storage.schema import FRAME_DIM
+from layout import FRAME_DIM
+from layout.run import TRAIN_LOG
+from storage.integrity import file_sha256
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "evaluator.safetensors"
 CONFIG_FILE = "evaluator.json"
-LOG_FILE = "train_log.jsonl"
+LOG_FILE = TRAIN_LOG  # plotted beside the run's training logs (clutch_core.eval.plots)
 CACHE_FILE = "text_cache.npz"
 UNK = "<unk>"
 
@@ -235,7 +237,7 @@ class Evaluator(nn.Module):
                  vectors: np.ndarray | None = None, cache_path: Path | None = None):
         super().__init__()
         self.cfg = cfg
-        self.hash: str | None = None  # set when loaded (clutch_core.eval.evaluators)
+        self.hash: str | None = None  # set when loaded (clutch_core.eval.evaluator_store)
         self.folder: Path | None = None
         self.motion = MotionEncoder(cfg.hidden, cfg.dim)
         self.vocab = vocab
@@ -310,7 +312,7 @@ class Evaluator(nn.Module):
                  cache_path=folder / CACHE_FILE)
         ev.load_state_dict(state)
         # identity: the hash it was saved under, else a digest of its weights
-        ev.hash = meta.get("hash") or hashlib.sha1((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+        ev.hash = meta.get("hash") or file_sha256(folder / WEIGHTS_FILE)[:12]
         ev.folder = folder
         return ev.eval()
 

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from clutch_core.eval.evaluator import Evaluator, EvaluatorConfig, exists, train_evaluator
+from clutch_core.eval.evaluator_model import Evaluator, EvaluatorConfig, exists, train_evaluator
 
 log = logging.getLogger(__name__)
 
