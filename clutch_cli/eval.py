@@ -25,8 +25,10 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("clutch eval RUN --dataset DATASET --out REPORT")
     r.add_argument("--dataset", type=Path, help="3D-HIW dataset folder (DATASET/shards/*.parquet)")
     r.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
-                   help="evaluation clips (default test; falls back to val+test, then all, below 32 clips)")
-    r.add_argument("--repeats", type=int, default=None, help="repeats for mean and 95%% CI (default 20)")
+                   help="evaluation clips (default: test, or val+test with a warning when test holds fewer than 32 "
+                   "clips; a split given here is used as given, and refused with the counts when it is too small)")
+    r.add_argument("--repeats", type=int, default=None,
+                   help="repeats (caption draws, pool shuffles) for the mean and its 95%% interval (default 20)")
     r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
     r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports: real, tokenizer_recon, and with a "
                         "trained language model clutch (text-to-motion) and m2t (motion-to-text))")
@@ -108,7 +110,7 @@ def run_handler(a) -> int:
         raise CliError("--text-encoder glove needs --glove FILE.txt")
     if a.evaluator is not None and a.evaluator.exists() and not a.evaluator.is_dir():
         raise CliError(f"--evaluator {a.evaluator}: not a folder")
-    cfg = ReportConfig(split=a.split or "test", repeats=a.repeats or 20, seed=a.seed or 0, rows=a.rows,
+    cfg = ReportConfig(split=a.split, repeats=a.repeats or ReportConfig.repeats, seed=a.seed or 0, rows=a.rows,
                        retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator,
                        progress=a.progress)
     if cfg.repeats < 1:

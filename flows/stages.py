@@ -53,8 +53,9 @@ def _lm(stage: str) -> Callable[[str, str, Any, bool], dict]:
         from clutch_core.lm.train import run_stage
 
         m = run_stage(stage, dataset, out, cfg, progress=progress)
-        log.info("%s (%d steps): val CE %.3f, motion-token accuracy %.3f, teacher-forced MPJPE %.1f mm", stage,
-                 m["steps"], m["val_ce"], m["val_motion_token_acc"], m["val_tf_mpjpe_mm"])
+        if m.get("val_ce") is not None:
+            log.info("%s (%d steps): val CE %.3f, code-token accuracy %.3f, teacher-forced MPJPE %.1f mm", stage,
+                     m["steps"], m["val_ce"], m["val_motion_token_acc"], m["val_tf_mpjpe_mm"])
         return {k: m[k] for k in LM_SUMMARY if k in m}
 
     return run
@@ -66,8 +67,8 @@ def _eval(dataset: str, out: str, cfg, progress: bool) -> dict:
     from clutch_core.eval.report import ReportConfig, write_report
 
     report = Path(out) / "eval"
-    table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, repeats=10,
-                                                                        progress=progress))
+    # the defaults of `clutch eval`, so the stage's report and a later `clutch eval` agree
+    table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, progress=progress))
     keys = ("r_precision_top3", "fid", "kid", "mpjpe_mm")
     summary = {name: {k: row[k] for k in keys if row.get(k) is not None} for name, row in table.items()}
     log.info("eval: %s -> %s", summary, report / "report.md")

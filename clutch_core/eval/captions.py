@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 REF_SEPARATOR = " ||| "  # several references of one hypothesis on one line
 BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 transformer layers; the last one is used
 
@@ -78,14 +80,19 @@ def bleu(refs: Sequence[Sequence[str]], hyps: Sequence[str], smoothing: int = 1)
     return {"bleu_1": float(b1), "bleu_4": float(b4)}
 
 
-def rouge_l(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
-    """Mean ROUGE-L (pycocoevalcap, beta 1.2) on our tokenization."""
+def rouge_l_items(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> np.ndarray:
+    """ROUGE-L (pycocoevalcap, beta 1.2) of each hypothesis on our tokenization."""
     from pycocoevalcap.rouge.rouge import Rouge
 
     gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
     res = {i: [" ".join(tokenize(h))] for i, h in enumerate(hyps)}
-    score, _ = Rouge().compute_score(gts, res)
-    return float(score)
+    _, scores = Rouge().compute_score(gts, res)
+    return np.asarray(scores, dtype=float)
+
+
+def rouge_l(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
+    """Mean ROUGE-L over the hypotheses."""
+    return float(rouge_l_items(refs, hyps).mean())
 
 
 def cider(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> float:
@@ -125,35 +132,56 @@ def bertscore_setup(cfg: CaptionConfig) -> BertScoreSetup:
     return BertScoreSetup(key, cfg.bert_model, layers, baseline)
 
 
-def bertscore_f1(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> float:
-    """Mean BERTScore F1 (bert-score) with a local encoder; best reference per hypothesis.
+def bertscore_items(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> np.ndarray:
+    """BERTScore F1 (bert-score) of each hypothesis with a local encoder; best reference per hypothesis.
 
     An empty hypothesis scores 0 (it says nothing); it is not passed to bert-score, whose
     empty-sentence path calls a tokenizer method that transformers 5 no longer has."""
     import bert_score
 
     st = bertscore_setup(cfg or CaptionConfig())
+    out = np.zeros(len(hyps))
     said = [i for i, h in enumerate(hyps) if h.strip()]
-    if not said:
-        return 0.0
-    _, _, f1 = bert_score.score(
-        [hyps[i] for i in said], [list(refs[i]) for i in said], model_type=st.model, num_layers=st.layers,
-        lang="en", rescale_with_baseline=st.baseline is not None, baseline_path=st.baseline,
-        batch_size=(cfg or CaptionConfig()).bert_batch_size, verbose=False, device="cpu",
-    )
-    return float(f1.sum()) / len(hyps)
+    if said:
+        _, _, f1 = bert_score.score(
+            [hyps[i] for i in said], [list(refs[i]) for i in said], model_type=st.model, num_layers=st.layers,
+            lang="en", rescale_with_baseline=st.baseline is not None, baseline_path=st.baseline,
+            batch_size=(cfg or CaptionConfig()).bert_batch_size, verbose=False, device="cpu",
+        )
+        out[said] = f1.numpy()
+    return out
 
 
-def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> dict[str, float]:
+def bertscore_f1(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None) -> float:
+    """Mean BERTScore F1 over the hypotheses (empty ones count 0)."""
+    return float(bertscore_items(refs, hyps, cfg).mean())
+
+
+def caption_metrics(refs: Sequence[Sequence[str]], hyps: Sequence[str], cfg: CaptionConfig | None = None,
+                    boot: int = 0, seed: int = 0) -> dict[str, float]:
     """All captioning metrics: bleu_1, bleu_4, rouge_l, cider, BERTScore F1 under its model's name, and
-    `empty_hypotheses` (empty hypotheses are scored as captions that say nothing, never dropped)."""
+    `empty_hypotheses` (empty hypotheses are scored as captions that say nothing, never dropped).
+
+    boot > 0 adds `<metric>_ci95`: 1.96 x the standard deviation of the metric over `boot` bootstrap
+    resamples of the clips (corpus metrics recomputed on each resample; per-caption scores averaged)."""
     cfg = cfg or CaptionConfig()
     _check(refs, hyps)
-    out = {"empty_hypotheses": sum(not h.strip() for h in hyps), **bleu(refs, hyps, cfg.bleu_smoothing)}
-    out["rouge_l"] = rouge_l(refs, hyps)
-    out["cider"] = cider(refs, hyps)
+    items = {"rouge_l": rouge_l_items(refs, hyps)}
     if cfg.with_bertscore:
-        out[bertscore_setup(cfg).key] = bertscore_f1(refs, hyps, cfg)
+        items[bertscore_setup(cfg).key] = bertscore_items(refs, hyps, cfg)
+    out = {"empty_hypotheses": sum(not h.strip() for h in hyps), **bleu(refs, hyps, cfg.bleu_smoothing),
+           "cider": cider(refs, hyps), **{k: float(v.mean()) for k, v in items.items()}}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in ("bleu_1", "bleu_4", "cider", *items)}
+    for _ in range(boot):
+        idx = rng.integers(len(hyps), size=len(hyps))
+        r, h = [refs[i] for i in idx], [hyps[i] for i in idx]
+        for k, v in {**bleu(r, h, cfg.bleu_smoothing), "cider": cider(r, h)}.items():
+            draws[k].append(v)
+        for k, v in items.items():
+            draws[k].append(float(v[idx].mean()))
+    if boot:
+        out.update({f"{k}_ci95": float(1.96 * np.std(v)) for k, v in draws.items()})
     return out
 
 

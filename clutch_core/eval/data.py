@@ -18,27 +18,39 @@ def load_clips(dataset: Path, split: str | None, columns: list[str] | None = Non
     return ClipReader(dataset).read_rows(split=split, columns=columns or EVAL_COLUMNS)
 
 
-def eval_clips(dataset: Path, split: str = "test") -> tuple[list[dict], str]:
+DEFAULT_SPLIT = "test"
+
+
+def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str]:
     """(evaluation clips, name of the evaluation set).
 
-    The evaluation set must hold at least one R-precision pool (32 clips): when the
-    asked split is smaller, val+test and then every clip are used instead, and the
-    name says so (a small corpus is then measured on clips the evaluator saw). The
-    evaluator itself only ever trains on the train split (clutch_core.eval.evaluator_store).
+    The evaluation set must hold at least one R-precision pool (32 clips). A split asked for
+    (`train`, `val`, `test`, or `all`, which includes the training clips) is used as asked, or
+    refused with the counts when it is too small. The default (None) is the test split; when it
+    holds fewer than 32 clips, val+test is used instead and a warning says so: the default never
+    reaches the training clips. The evaluator itself only ever trains on the train split
+    (clutch_core.eval.evaluator_store).
     """
     rows = load_clips(dataset, None)
     if not rows:
         raise ValueError(f"{dataset}: the dataset has no clips")
-    if split == "all":
-        return rows, "all"
-    chosen = [r for r in rows if r["split"] == split]
-    name = split
+    counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    have = ", ".join(f"{n} {s}" for s, n in counts.items())
+    if split is not None:
+        chosen = rows if split == "all" else [r for r in rows if r["split"] == split]
+        if len(chosen) < R_POOL:
+            raise ValueError(f"{dataset}: the {split} split has {len(chosen)} clips ({have}); R-precision needs "
+                             f"at least {R_POOL}. Evaluate a larger split (--split), or a larger dataset")
+        if split in ("all", "train"):
+            log.warning("evaluating on %s clips, which the models trained on", split)
+        return chosen, split
+    chosen = [r for r in rows if r["split"] == DEFAULT_SPLIT]
+    if len(chosen) >= R_POOL:
+        return chosen, DEFAULT_SPLIT
+    chosen = [r for r in rows if r["split"] in ("val", "test")]
     if len(chosen) < R_POOL:
-        chosen = [r for r in rows if r["split"] in ("val", "test")]
-        name = "val+test"
-    if len(chosen) < R_POOL:
-        chosen, name = rows, "all"
-        log.warning("fewer than %d held-out clips: evaluating on all %d clips (includes training clips)", R_POOL, len(rows))
-    if len(chosen) < R_POOL:
-        raise ValueError(f"{dataset}: {len(chosen)} clips, R-precision needs at least {R_POOL}")
-    return chosen, name
+        raise ValueError(f"{dataset}: {len(chosen)} held-out clips ({have}); R-precision needs at least {R_POOL}. "
+                         f"Build or synthesize a larger dataset, or evaluate on `--split train` knowingly")
+    log.warning("the test split has %d clips, fewer than one R-precision pool (%d): evaluating on val+test "
+                "(%d clips) instead", counts["test"], R_POOL, len(chosen))
+    return chosen, "val+test"

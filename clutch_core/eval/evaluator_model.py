@@ -3,7 +3,10 @@ MM-Dist, Diversity and MultiModality are measured (as Guo et al. 2022 for HumanM
 trained with InfoNCE instead of their margin loss).
 
 - Motion encoder: the 198 motion numbers (normalized with train-split statistics over
-  present hands) and the 2 presence flags per frame -> two stride-2 1D convolutions
+  present hands) and the 2 presence flags per frame, taken per block of `presence_block`
+  frames (a hand is present in every frame of a block where it is present in any: the
+  granularity at which the language model writes presence, so real and generated motion
+  reach the evaluator alike) -> two stride-2 1D convolutions
   (x4 temporal downsampling) -> GRU over the valid steps -> linear -> unit vector.
 - Text encoder, `minilm` (default): frozen all-MiniLM-L6-v2 sentence embeddings (the
   packaged local model, offline) -> 2-layer projection -> unit vector. Sentence
@@ -61,6 +64,7 @@ class EvaluatorConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.07
     seed: int = 0
+    presence_block: int = 4  # frames per presence block (the motion tokenizers' frames per latent step)
 
 
 def default_text_model() -> str:
@@ -185,8 +189,9 @@ class GloveTextEncoder(nn.Module):
 class MotionEncoder(nn.Module):
     """[B, T, 198] motion + [B, T, 2] presence -> [B, dim] unit vectors."""
 
-    def __init__(self, hidden: int, dim: int):
+    def __init__(self, hidden: int, dim: int, presence_block: int = 1):
         super().__init__()
+        self.presence_block = presence_block
         self.register_buffer("mean", torch.zeros(FRAME_DIM))
         self.register_buffer("std", torch.ones(FRAME_DIM))
         self.conv = nn.Sequential(
@@ -205,7 +210,7 @@ class MotionEncoder(nn.Module):
         self.std.copy_(st.std)
 
     def forward(self, motion: torch.Tensor, presence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        pres = presence.float()
+        pres = block_presence(presence, self.presence_block).float()
         x = (motion - self.mean) / self.std * pres.repeat_interleave(FRAME_DIM // 2, dim=-1)
         x = torch.cat([x, pres], -1).transpose(1, 2)  # [B, 200, T]
         h = self.conv(x).transpose(1, 2)  # [B, ceil(T/4), hidden]
@@ -213,6 +218,17 @@ class MotionEncoder(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(h, steps.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         _, hn = self.gru(packed)
         return F.normalize(self.out(hn[-1]), dim=-1)
+
+
+def block_presence(presence: torch.Tensor, block: int) -> torch.Tensor:
+    """presence [B, T, 2] -> [B, T, 2]: True in every frame of a block of `block` frames (from frame 0)
+    where the hand is present in any."""
+    if block <= 1:
+        return presence
+    b, t, h = presence.shape
+    pad = -t % block
+    blocks = torch.cat([presence, presence.new_zeros(b, pad, h)], 1).view(b, -1, block, h).any(2)
+    return blocks.repeat_interleave(block, 1)[:, :t]
 
 
 def pad_motion(motions: Sequence[np.ndarray], presences: Sequence[np.ndarray]):
@@ -239,7 +255,7 @@ class Evaluator(nn.Module):
         self.cfg = cfg
         self.hash: str | None = None  # set when loaded (clutch_core.eval.evaluator_store)
         self.folder: Path | None = None
-        self.motion = MotionEncoder(cfg.hidden, cfg.dim)
+        self.motion = MotionEncoder(cfg.hidden, cfg.dim, cfg.presence_block)
         self.vocab = vocab
         if cfg.text_encoder == "minilm":
             self.sentences = SentenceCache(cfg.text_model or default_text_model(), cache_path)
@@ -305,7 +321,7 @@ class Evaluator(nn.Module):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder / name} is missing: not a saved evaluator")
         meta = json.loads((folder / CONFIG_FILE).read_text())
-        cfg = EvaluatorConfig(**meta["config"])
+        cfg = EvaluatorConfig(**{"presence_block": 1, **meta["config"]})  # saved before blocks: per frame
         state = load_file(str(folder / WEIGHTS_FILE))
         vectors = state["text.vectors"].numpy() if cfg.text_encoder == "glove" else None
         ev = cls(cfg, text_in_dim=meta.get("text_in_dim") or 384, vocab=meta.get("vocab"), vectors=vectors,

@@ -5,7 +5,9 @@ describes row i of the motion matrix):
 
 - R-precision: shuffle, cut into pools of 32 (the match and 31 others; a last partial
   pool is dropped as in the reference evaluation), rank the pool's motions by Euclidean
-  distance to each text, count the match within top-1/2/3.
+  distance to each text, count the match within top-1/2/3. Ties are ranked as T2M's stable
+  argsort over the shuffled pool ranks them: a tied motion earlier in the pool comes first,
+  so a generator that gives every text the same motion scores k/32 (chance), not 1.
 - MM-Dist: mean distance text <-> its own motion.
 - FID: Frechet distance of Gaussians fitted to real and evaluated motion embeddings.
 - KID: unbiased squared MMD with the polynomial kernel k(x, y) = (x.y / D + 1)^3
@@ -52,11 +54,19 @@ def r_precision(text: np.ndarray, motion: np.ndarray, rng: np.random.Generator, 
     for s in range(0, n - pool + 1, pool):
         idx = order[s:s + pool]
         d = euclidean(text[idx], motion[idx])  # [pool, pool]
-        rank = (d < np.diag(d)[:, None]).sum(1)  # motions strictly closer than the match
+        rank = match_rank(d)
         for k in range(TOP_K):
             hits[k] += (rank <= k).sum()
         count += pool
     return hits / count
+
+
+def match_rank(d: np.ndarray) -> np.ndarray:
+    """Rank (0 = first) of each row's match d[i, i] in np.argsort(d[i], kind="stable"): the motions
+    strictly closer, plus the tied ones that come earlier in the pool."""
+    diag = np.diag(d)[:, None]
+    earlier = np.tri(len(d), k=-1, dtype=bool)  # j < i
+    return (d < diag).sum(1) + ((d == diag) & earlier).sum(1)
 
 
 def mm_dist(text: np.ndarray, motion: np.ndarray) -> float:

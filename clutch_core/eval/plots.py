@@ -25,23 +25,21 @@ def _plt():
     return plt
 
 
-NO_INTERVAL = "n/a (deterministic)"
-
-
-def fmt(row: dict[str, float], key: str) -> str:
-    """'mean ±ci'; a zero or missing interval over repeats (every repeat gave the same number) is
-    not an interval: 'mean, n/a (deterministic)'."""
+def fmt(row: dict[str, float], key: str, flag_chance: bool = False) -> str:
+    """'mean ± h' (h: 95 % half-width; two significant digits when under 0.0005, never '± 0.000'); no
+    interval, or a zero one (every repeat gave the same number): the mean alone. flag_chance marks an
+    R@k whose interval lies entirely under chance (k/32)."""
     if key not in row or row[key] is None or (isinstance(row[key], float) and np.isnan(row[key])):
         return "-"
-    ci = row.get(f"{key}_ci95", "absent")
-    if ci == "absent":
-        out = f"{row[key]:.3f}"
-    elif ci is None or not np.isfinite(ci) or ci < 1e-12:
-        out = f"{row[key]:.3f}, {NO_INTERVAL}"
-    else:  # an interval too small for 3 decimals keeps two significant digits, never "±0.000"
-        out = f"{row[key]:.3f} ±{ci:.3f}" if ci >= 5e-4 else f"{row[key]:.3f} ±{ci:.1e}"
-    if row.get(f"{key}_lo") is not None and row.get(f"{key}_hi") is not None:  # KID: range over its subsets
-        out += f" [{row[f'{key}_lo']:.3f}, {row[f'{key}_hi']:.3f}]"
+    v, ci = row[key], row.get(f"{key}_ci95")
+    if ci is None or not np.isfinite(ci) or ci < 1e-12:
+        out = f"{v:.3f}"
+    else:
+        out = f"{v:.3f} ± {ci:.3f}" if ci >= 5e-4 else f"{v:.3f} ± {ci:.1e}"
+    if flag_chance and key.startswith("r_precision_top"):
+        chance = int(key[-1]) / 32
+        if v + (ci if ci is not None and np.isfinite(ci) else 0.0) < chance - 1e-9:
+            out += " (below chance)"
     return out
 
 
@@ -53,12 +51,15 @@ def metrics_table(table: dict[str, dict[str, float]], path: Path) -> Path:
     plt = _plt()
     cols = table_columns(table)
     cells = [[fmt(r, k) for k, _ in cols] for r in table.values()]
-    fig, ax = plt.subplots(figsize=(1.4 * len(cols) + 1.6, 0.5 * len(table) + 1.0))
+    chars = [max(len(n), *(len(c[j]) for c in cells)) for j, (_, n) in enumerate(cols)]  # widest cell per column
+    label = max(len(r) for r in table)
+    fig, ax = plt.subplots(figsize=(0.075 * (sum(chars) + label) + 0.6 * len(cols) + 1.0, 0.34 * len(table) + 0.8))
     ax.axis("off")
     t = ax.table(cellText=cells, rowLabels=list(table), colLabels=[n for _, n in cols], loc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
-    t.scale(1, 1.4)
+    t.auto_set_column_width(list(range(-1, len(cols))))
+    t.scale(1, 1.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

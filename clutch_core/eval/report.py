@@ -1,10 +1,11 @@
 """`clutch eval RUN --dataset D --out REPORT`: the dataset's shared evaluator (trained once
 on its train split, see clutch_core.eval.evaluator_store), every row the run supports,
-metrics.json, report.md and the figures.
+metrics.json, m2t_metrics.json, report.md (clutch_core.eval.report_text) and the figures.
 
 Every row of metrics.json carries `evaluator_hash`. Rows already in REPORT/metrics.json
 (e.g. another run's, or the language model's) are kept when they were scored by the same
-evaluator; a table never mixes evaluators: a different hash is an error.
+evaluator; a table never mixes evaluators: a different hash is an error. The train-clutch
+`eval` stage calls write_report with the same defaults as `clutch eval`.
 """
 from __future__ import annotations
 
@@ -18,20 +19,21 @@ import numpy as np
 
 from clutch_core.eval import plots
 from clutch_core.eval.evaluator_model import EvaluatorConfig
-from clutch_core.eval.rows import EvalContext
+from clutch_core.eval.rows import DEFAULT_REPEATS, EvalContext
 from clutch_core.eval.t2m import evaluate_rows
 from layout.run import METRICS
 
 log = logging.getLogger(__name__)
 
 HASH_KEY = "evaluator_hash"
-FEW_CLIPS = 100  # below this, the report says so at the top
+M2T_METRICS = "m2t_metrics.json"
+LM_ROWS = ("clutch", "m2t")  # --rows names of the language model's parts: text-to-motion, motion-to-text
 
 
 @dataclass
 class ReportConfig:
-    split: str = "test"  # evaluation split (falls back when smaller than one R-precision pool)
-    repeats: int = 20
+    split: str | None = None  # evaluation split; None: test, or val+test when small (clutch_core.eval.data.eval_clips)
+    repeats: int = DEFAULT_REPEATS
     seed: int = 0
     rows: list[str] | None = None  # None = every registered row the run supports
     retrain_evaluator: bool = False
@@ -63,9 +65,10 @@ def _clean(x):
 
 
 def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate and write REPORT/{metrics.json, report.md, *.png}; returns the metrics table."""
+    """Evaluate and write REPORT/{metrics.json, m2t_metrics.json, report.md, *.png}; returns the metrics table."""
     from clutch_core.eval.data import eval_clips
     from clutch_core.eval.evaluator_store import load_or_train_evaluator
+    from clutch_core.eval.report_text import report_markdown
 
     cfg = cfg or ReportConfig()
     run, dataset, out = Path(run), Path(dataset), Path(out)
@@ -82,42 +85,51 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed)
     table, artifacts = evaluate_rows(ctx, cfg.rows)
-    if cfg.evaluator.text_encoder == "minilm":
-        ev.sentences.save()
     for name, art in artifacts.items():  # codebook usage numbers go into the table too
         for book, c in art.get("code_counts", {}).items():
             table[name][f"codebook_used_{book}"] = float((np.asarray(c) > 0).mean())
-    m2t = None
-    lm = language_model_rows(run, dataset, cfg)
-    if lm is not None:
-        if lm["evaluator_hash"] != ev_hash:  # one evaluator per table, always
-            raise ValueError(f"language-model rows were scored by evaluator {lm['evaluator_hash']}, the table by {ev_hash}")
-        table.update({name: lm["t2m"][key] for name, key in (("clutch", "clutch"), ("chance", "chance"))
-                      if "t2m" in lm})
-        if "m2t" in lm:
-            m2t = {name: {**row, HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run), "stage": lm["stage"]}
-                   for name, row in lm["m2t"].items()}
-            (out / M2T_METRICS).write_text(json.dumps(_clean(m2t), indent=1))
+    stamp = {HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run)}
+    m2t = _add_language_model(run, dataset, cfg, ev_hash, table, stamp)
+    if cfg.evaluator.text_encoder == "minilm":
+        ev.sentences.save()
     for row in table.values():
-        row.update({HASH_KEY: ev_hash, "eval_set": eval_set, "run": str(run)})
+        row.update(stamp)
     table = merge_tables(old, table, str(metrics_path))
     metrics_path.write_text(json.dumps(_clean(table), indent=1))
+    if m2t:
+        (out / M2T_METRICS).write_text(json.dumps(_clean(m2t), indent=1))
+    figs = _figures(run, ev.folder, out, table, artifacts)
+    (out / "report.md").write_text(report_markdown(run, dataset, eval_set, len(clips), cfg.repeats, table, m2t,
+                                                   figs, ev_hash))
+    return table
+
+
+def _add_language_model(run: Path, dataset: Path, cfg: ReportConfig, ev_hash: str, table: dict,
+                        stamp: dict) -> dict | None:
+    """Add the language model's text-to-motion rows to `table`; -> its motion-to-text table (or None)."""
+    lm = language_model_rows(run, dataset, cfg)
+    if lm is None:
+        return None
+    if lm["evaluator_hash"] != ev_hash:  # one evaluator per table, always
+        raise ValueError(f"language-model rows were scored by evaluator {lm['evaluator_hash']}, the table by {ev_hash}")
+    table.update({name: row for name, row in lm.get("t2m", {}).items() if name != "real"})
+    if "m2t" not in lm:
+        return None
+    return {name: {**row, **stamp, "stage": lm["stage"]} for name, row in lm["m2t"].items()}
+
+
+def _figures(run: Path, evaluator_folder: Path, out: Path, table: dict, artifacts: dict) -> dict[str, Path]:
     figs = {"Metrics": plots.metrics_table(table, out / "metrics_table.png")}
-    curves = plots.training_curves([run, ev.folder], out / "training_curves.png")
+    curves = plots.training_curves([run, evaluator_folder], out / "training_curves.png")
     if curves:
         figs["Training curves"] = curves
     for name, art in artifacts.items():
         if art.get("code_counts"):
             figs[f"Codebook usage ({name})"] = plots.codebook_usage(art["code_counts"], out / f"codebook_usage_{name}.png")
         if art.get("per_clip_mpjpe"):
-            figs[f"Error by clip length ({name})"] = plots.error_by_length(art["per_clip_mpjpe"], out / f"error_by_length_{name}.png")
-    (out / "report.md").write_text(_markdown(run, dataset, eval_set, len(clips), cfg, table, figs, ev_hash)
-                                   + (_m2t_markdown(m2t) if m2t else ""))
-    return table
-
-
-M2T_METRICS = "m2t_metrics.json"
-LM_ROWS = ("clutch", "m2t")  # rows of the language model: text-to-motion generation, motion-to-text table
+            figs[f"Error by clip length ({name})"] = plots.error_by_length(art["per_clip_mpjpe"],
+                                                                          out / f"error_by_length_{name}.png")
+    return figs
 
 
 def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | None:
@@ -136,47 +148,3 @@ def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | N
     return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
                                                   evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path),
                        progress=cfg.progress)
-
-
-def _m2t_markdown(m2t: dict[str, dict]) -> str:
-    keys = [k for k in ("r_precision_top1", "r_precision_top2", "r_precision_top3", "bleu_1", "bleu_4", "rouge_l",
-                        "cider") if any(k in r for r in m2t.values())]
-    keys += sorted({k for r in m2t.values() for k in r if k.startswith("bertscore_f1") and not k.endswith("_ci95")})
-    lines = ["## Motion-to-text", "",
-             "Captions of the evaluation clips' motion (stage `" + str(next(iter(m2t.values())).get("stage")) + "`), "
-             "against two baselines: the train split's most frequent caption, and the caption of the nearest train "
-             "motion in the evaluator's space (an upper reference on template captions). R-precision: the caption "
-             "among pools of 32 real motions, through the same evaluator. Also in `m2t_metrics.json`.", "",
-             "| row | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, row in m2t.items():
-        lines.append(f"| {name} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.3f}" for k in keys) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _markdown(run, dataset, eval_set, n, cfg, table, figs, ev_hash) -> str:
-    cols = plots.table_columns(table)
-    lines = [
-        "# CLUTCH evaluation report", "",
-        *([f"> **Only {n} evaluation clips** (fewer than {FEW_CLIPS}): FID, KID and R-precision are noisy "
-           f"at this size; compare runs on a larger evaluation set before drawing conclusions.", ""]
-          if n < FEW_CLIPS else []),
-        f"- run: `{run}`", f"- dataset: `{dataset}`",
-        f"- evaluator: `{ev_hash}` (every row below was scored by it)",
-        f"- evaluation set: {eval_set} ({n} clips); {cfg.repeats} repeats, mean ± 95% confidence interval "
-        f"({plots.NO_INTERVAL} where every repeat gives the same number)",
-        "- R-precision in pools of 32 (chance: top-1 0.031, top-3 0.094); FID and KID (polynomial kernel, 50 subsets)"
-        " against the real row's embeddings; Diversity over 300 distinct pairs; MPJPE etc. in mm, Procrustes per"
-        " frame per hand for PA-MPJPE.", "",
-        "| row | " + " | ".join(c for _, c in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(plots.fmt(row, k) for k, _ in cols) + " |")
-    extra = sorted({k for r in table.values() for k in r if k.startswith("codebook_used_")})
-    if extra:
-        lines += ["", "Fraction of codes used on the evaluation set: " + ", ".join(
-            f"{k[len('codebook_used_'):]} {r[k]:.2f} ({name})" for name, r in table.items() for k in extra if k in r)]
-    lines.append("")
-    for title, p in figs.items():
-        lines += [f"## {title}", "", f"![{title}]({Path(p).name})", ""]
-    return "\n".join(lines)

@@ -27,6 +27,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 Motions = tuple[list[np.ndarray], list[np.ndarray]]  # ([T_i, 198] ..., [T_i, 2] ...)
+DEFAULT_REPEATS = 20  # caption draws and R-precision pool shuffles, for `clutch eval` and the eval stage alike
 
 
 @dataclass
@@ -34,7 +35,7 @@ class EvalContext:
     run: Path | None
     clips: list[dict]  # evaluation clips: motion, presence, captions, num_frames, clip_id
     evaluator: Any  # clutch_core.eval.evaluator_model.Evaluator
-    repeats: int = 20
+    repeats: int = DEFAULT_REPEATS
     seed: int = 0
     mm_texts: int = 100  # MultiModality: texts, generations per text
     mm_generations: int = 30

@@ -111,9 +111,10 @@ def codes_to_motion(lm: RunLM, codes: np.ndarray, presence: np.ndarray, frames: 
     (identity rotations, the last valid wrist translation)."""
     from clutch_core.hands.motion import fill_last_valid, identity_hand_vec
 
-    stride = lm.vocab.frames_per_step
+    stride, dev = lm.vocab.frames_per_step, next(lm.shift.parameters()).device
     with torch.no_grad():
-        x = lm.stats.denormalize(lm.shift.decode(torch.as_tensor(codes)[None].to(next(lm.shift.parameters()).device))[0].cpu())
+        z = lm.shift.decode(torch.as_tensor(codes)[None].to(dev), torch.as_tensor(presence)[None].to(dev))
+    x = lm.stats.denormalize(z[0].cpu())
     p = torch.as_tensor(presence).repeat_interleave(stride, 0)  # [T, 2]
     hands = x.view(-1, len(SIDES), HAND_DIM)
     hands = torch.where(p[..., None], hands, identity_hand_vec())

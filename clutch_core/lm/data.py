@@ -68,8 +68,8 @@ MIXTURES: dict[str, dict[str, float]] = {
 
 
 def mixture(stage: str, vocab: MotionVocab) -> dict[str, float]:
-    """The stage's task shares; hand-to-hand needs per-hand streams (not the single-stream baseline)."""
-    m = {k: v for k, v in MIXTURES[stage].items() if not (k.endswith("h2h") and vocab.n_streams < 2)}
+    """The stage's task shares; hand-to-hand needs per-hand streams (not a whole-frame baseline)."""
+    m = {k: v for k, v in MIXTURES[stage].items() if not (k.endswith("h2h") and vocab.whole_frame)}
     total = sum(m.values())
     return {k: v / total for k, v in m.items()}
 

@@ -13,6 +13,8 @@ Greedy decoding decides a hand's presence by its total probability: at a hand's 
 stream, <absent> (one token) is compared with the summed probability of the codebook's
 codes (hundreds of tokens), then the best code is taken if present. Comparing <absent>
 with the single best code instead makes an undertrained model write every hand absent.
+The end of a free-length motion is decided the same way: at a step boundary, <eom> is
+compared with the summed probability of starting another step.
 """
 from __future__ import annotations
 
@@ -71,8 +73,22 @@ class MotionConstraint(LogitsProcessor):
         allowed = self.allowed(input_ids).to(scores.device)
         finished = (input_ids == self.v.eom).any(1, keepdim=True)  # generate() pads these rows anyway
         if self.greedy_presence:
+            scores = self.end_by_mass(input_ids, scores, allowed)
             scores = self.presence_by_mass(input_ids, scores)
         return scores.masked_fill(~(allowed | finished), float("-inf"))
+
+    def end_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """Where both <eom> and another step are allowed: keep <eom> alone, or forbid it, whichever holds
+        more probability (<eom> against the summed probability of the next step's first tokens)."""
+        j = input_ids.shape[1] - 2
+        if j < 0 or j % self.v.n_streams or not bool(allowed[..., self.v.eom].any()):
+            return scores
+        go = allowed & ~self.eom.to(allowed.device)[None]  # [B or 1, V]
+        more = torch.logsumexp(scores.float().masked_fill(~go, float("-inf")), -1)  # [B]
+        end = (scores[:, self.v.eom].float() >= more) & allowed[..., self.v.eom]  # [B]
+        scores = scores.masked_fill(end[:, None] & go, float("-inf"))  # ending: only <eom> is left
+        scores[:, self.v.eom] = scores[:, self.v.eom].masked_fill(~end, float("-inf"))
+        return scores
 
     def presence_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """At a hand's first stream: keep <absent> or the codes, whichever holds more probability."""

@@ -1,10 +1,11 @@
 """From LM logits at motion positions to 198-number motion: the geometric refinement and its measure.
 
 Teacher-forced logits at the motion positions of a text-to-motion target
-  -> per stream, restricted to that stream's codebook range
+  -> per code stream, restricted to that stream's codebook range
   -> Gumbel-softmax (temperature tau; straight-through optional) -> weights over codes
   -> expected code vector (weights @ frozen SHIFT codebook)
-  -> frozen SHIFT decoders -> motion [B, T, 198] (normalized space).
+  -> frozen SHIFT decoders (absent steps: SHIFT's absent latent, from the clip's real
+     presence) -> motion [B, T, 198] (normalized space).
 The loss compares it with the clip's real motion on present hand-frames (smooth-L1,
 normalized space) and its FK joints (mean joint distance, metres). Gradients reach the
 LM through the soft weights; SHIFT stays frozen.
@@ -43,29 +44,36 @@ def gather_motion_logits(logits: torch.Tensor, t: MotionTargets) -> torch.Tensor
 
 
 def codebooks(shift: MotionTokenizer, vocab: MotionVocab) -> list[torch.Tensor]:
-    """Per stream, the frozen codebook [K, D] it indexes."""
+    """Per code stream (vocab.code_streams), the frozen codebook [K, D] it indexes."""
     from clutch_core.shift.model import quantizers
 
     qs = quantizers(shift)
-    return [qs[STREAM_INFO[s][0]].codebook.detach() for s in vocab.streams]
+    return [qs[STREAM_INFO[vocab.streams[k]][0]].codebook.detach() for k in vocab.code_streams]
+
+
+def step_presence(t: MotionTargets) -> torch.Tensor:
+    """The targets' latent presence [R, S, 2]: a hand is present in a step when it is in any of its frames."""
+    r, s = t.valid.shape
+    return t.presence.view(r, s, -1, 2).any(2)
 
 
 def soft_decode(logits: torch.Tensor, shift: MotionTokenizer, vocab: MotionVocab, tau: float,
-                hard: bool = False) -> torch.Tensor:
-    """logits [R, S, n, V] -> motion [R, S * stride, 198] (normalized), differentiable in logits."""
+                presence: torch.Tensor, hard: bool = False) -> torch.Tensor:
+    """logits [R, S, n, V], latent presence [R, S, 2] -> motion [R, S * stride, 198] (normalized),
+    differentiable in logits; absent steps get SHIFT's absent latent, as in its training."""
     vecs = []
-    for k, cb in enumerate(codebooks(shift, vocab)):
+    for k, cb in zip(vocab.code_streams, codebooks(shift, vocab)):
         a, b = vocab.stream_range(k)
         w = F.gumbel_softmax(logits[:, :, k, a:b].float(), tau=tau, hard=hard)  # [R, S, K]
         vecs.append(w @ cb)  # [R, S, D]
-    return shift.decode_vectors(torch.stack(vecs, 2))
+    return shift.decode_vectors(torch.stack(vecs, 2), presence)
 
 
-def hard_decode(logits: torch.Tensor, shift: MotionTokenizer, vocab: MotionVocab) -> torch.Tensor:
-    """Argmax code of each stream's range -> motion [R, S * stride, 198] (normalized)."""
+def hard_decode(logits: torch.Tensor, shift: MotionTokenizer, vocab: MotionVocab, presence: torch.Tensor) -> torch.Tensor:
+    """Argmax code of each code stream's range, latent presence [R, S, 2] -> motion [R, S * stride, 198]."""
     codes = torch.stack([logits[:, :, k, slice(*vocab.stream_range(k))].argmax(-1)
-                         for k in range(vocab.n_streams)], -1)  # [R, S, n]
-    return shift.decode(codes)
+                         for k in vocab.code_streams], -1)  # [R, S, tokenizer streams]
+    return shift.decode(codes, presence)
 
 
 def geometric_loss(pred: torch.Tensor, t: MotionTargets, stats: MotionStats) -> tuple[torch.Tensor, torch.Tensor]:

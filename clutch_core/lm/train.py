@@ -29,7 +29,7 @@ import torch
 from clutch_core.lm.config import STAGES, LMConfig
 from clutch_core.lm.data import Clip, Sampler, collate, load_corpus, tokens_for
 from clutch_core.lm.geometry import (MotionTargets, gather_motion_logits, geometric_loss, hard_decode,
-                                     joint_error, soft_decode)
+                                     joint_error, soft_decode, step_presence)
 from clutch_core.lm.model import TrainingState, base_tokenizer, build_t5, lm_weights_id, load_lm, save_lm
 from clutch_core.lm.tasks import Renderer, task_example, templates
 from clutch_core.lm.text import sentinel_ids
@@ -150,8 +150,9 @@ def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cf
                "train_tokens_per_s": seen_tokens / max(seconds, 1e-9), "model_dir": str(model_dir),
                "train_config": identity}
     atomic_write_json(out / METRICS, metrics)
-    log.info("%s: val CE %.3f, teacher-forced MPJPE %.1f mm -> %s", stage, metrics["val_ce"],
-             metrics["val_tf_mpjpe_mm"], out / METRICS)
+    if metrics["val_ce"] is not None:
+        log.info("%s: val CE %.3f, teacher-forced MPJPE %.1f mm -> %s", stage, metrics["val_ce"],
+                 metrics["val_tf_mpjpe_mm"], out / METRICS)
     return metrics
 
 
@@ -193,8 +194,8 @@ def _model(cfg: LMConfig, init: Path | None, out: Path, shift_config: dict, clip
         model = build_t5(cfg, tok, vocab)
     else:
         model, tok, vocab, _ = load_lm(init)
-    if vocab.streams != tuple(shift_config["streams"]):
-        raise ValueError(f"{init}: LM vocabulary streams {vocab.streams} differ from RUN/shift's "
+    if vocab.tokenizer_streams != tuple(shift_config["streams"]):
+        raise ValueError(f"{init}: LM vocabulary streams {vocab.tokenizer_streams} differ from RUN/shift's "
                          f"{shift_config['streams']}: tokenizer/LM mismatch")
     return model, tok, vocab
 
@@ -273,8 +274,9 @@ def _refine_loss(s: _Stage, cfg: LMConfig, batch: dict, logits: torch.Tensor, pa
         return 0.0
     ramp, tau = refine_schedule(cfg, s.step, s.total)
     t = _to(t, s.device)
-    pred = soft_decode(gather_motion_logits(logits, t), s.shift, s.vocab, tau, cfg.straight_through)
-    l1, joint = geometric_loss(pred, _valid_only(t), s.stats)
+    t = _valid_only(t)
+    pred = soft_decode(gather_motion_logits(logits, t), s.shift, s.vocab, tau, step_presence(t), cfg.straight_through)
+    l1, joint = geometric_loss(pred, t, s.stats)
     parts.update(geo_l1=l1.item(), geo_joint_m=joint.item(), tau=tau, geo_factor=ramp)
     return ramp * (cfg.geo_weight * l1 + cfg.joint_weight * joint)
 
@@ -290,23 +292,39 @@ def _valid_only(t: MotionTargets) -> MotionTargets:
     return MotionTargets(t.rows, t.positions, t.valid, t.motion, t.presence & keep)
 
 
-@torch.no_grad()
-def evaluate_stage(model, renderer: Renderer, dataset, tokens: Path, shift, stats, cfg: LMConfig,
-                   device, splits: tuple[str, ...] = ("val", "test", "train")) -> dict[str, float]:
-    """Validation (the first of `splits` with clips): text-to-motion teacher-forced CE, motion-token accuracy
-    and decoded-motion MPJPE (argmax code at each position, true prefix), in the plain t2m template."""
+VAL_SPLITS = ("val", "test")  # a stage's validation split: val, else test; never the clips it trained on
+
+
+def evaluate_stage(model, renderer: Renderer, dataset, tokens: Path, shift, stats, cfg: LMConfig, device,
+                   splits: tuple[str, ...] = VAL_SPLITS) -> dict[str, Any]:
+    """Teacher-forced text-to-motion metrics (teacher_forced) on the first of `splits` with clips; every
+    value None, with a warning, when none has any."""
     from clutch_core.shift.data import load_clips
 
     for split in splits:
         clips = load_corpus(tokens, dataset, split)[:cfg.eval_clips]
         if clips:
-            break
-    frames = load_clips(dataset, split, [c.clip_id for c in clips]).normalized(stats)
-    where = {c: i for i, c in enumerate(frames.clip_ids)}
+            frames = load_clips(dataset, split, [c.clip_id for c in clips]).normalized(stats)
+            return {"eval_split": split, **teacher_forced(model, renderer, clips, frames, shift, stats, cfg, device)}
+    log.warning("%s: no %s clips with tokens and captions: the teacher-forced metrics are left out",
+                dataset, " or ".join(splits))
+    return {"eval_split": None, "val_clips": 0, **dict.fromkeys(TF_KEYS)}
+
+
+TF_KEYS = ("val_ce", "val_motion_token_acc", "val_presence_acc", "val_tf_mpjpe_mm")
+
+
+@torch.no_grad()
+def teacher_forced(model, renderer: Renderer, clips: list[Clip], frames, shift, stats, cfg: LMConfig,
+                   device) -> dict[str, float]:
+    """On the plain t2m template with each clip's first caption and the true prefix: cross-entropy per clip,
+    accuracy of the argmax on code tokens (not <som>/<eom>/<absent>/hands markers) and on presence tokens
+    (<absent> or a hands code), and MPJPE (mm) of the argmax codes decoded with the clip's own presence."""
+    vocab, where = renderer.vocab, {c: i for i, c in enumerate(frames.clip_ids)}
     was = model.training
     model.eval()
     tmpl = templates()["t2m"][0]
-    ce, acc_n, acc_d, err, hand_frames = [], 0, 0, 0.0, 0.0
+    tot = dict(ce=0.0, code_hit=0, codes=0, pres_hit=0, pres=0, err=0.0, hand_frames=0.0)
     for k in range(0, len(clips), 16):
         chunk = clips[k:k + 16]
         exs = []
@@ -316,22 +334,25 @@ def evaluate_stage(model, renderer: Renderer, dataset, tokens: Path, shift, stat
             ex.clip = k + j
             exs.append(ex)
         batch = collate(exs, renderer.tok.pad_token_id, cfg.max_input, cfg.max_target)
-        o = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                  labels=batch["labels"].to(device))
-        ce.append(float(o.loss) * len(chunk))
         lab = batch["labels"].to(device)
-        hit = (o.logits.argmax(-1) == lab) & (lab >= renderer.vocab.motion_start)
-        acc_n += int(hit.sum())
-        acc_d += int((lab >= renderer.vocab.motion_start).sum())
-        t = _valid_only(_to(motion_targets(batch, clips, frames, where, renderer.vocab), device))
-        pred = hard_decode(gather_motion_logits(o.logits, t), shift, renderer.vocab)
+        o = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), labels=lab)
+        tot["ce"] += float(o.loss) * len(chunk)
+        hit, code = o.logits.argmax(-1) == lab, torch.from_numpy(vocab.is_code(lab.cpu().numpy())).to(device)
+        pres = (lab == vocab.absent) | (torch.from_numpy(vocab.is_presence(lab.cpu().numpy())).to(device))
+        tot["code_hit"] += int((hit & code).sum())
+        tot["codes"] += int(code.sum())
+        tot["pres_hit"] += int((hit & pres).sum())
+        tot["pres"] += int(pres.sum())
+        t = _valid_only(_to(motion_targets(batch, clips, frames, where, vocab), device))
+        pred = hard_decode(gather_motion_logits(o.logits, t), shift, vocab, step_presence(t))
         m = float(t.presence.sum())
-        err += float(joint_error(pred, t, stats)) * m
-        hand_frames += m
+        tot["err"] += float(joint_error(pred, t, stats)) * m
+        tot["hand_frames"] += m
     model.train(was)
-    return {"eval_split": split, "val_clips": len(clips), "val_ce": sum(ce) / max(len(clips), 1),
-            "val_motion_token_acc": acc_n / max(acc_d, 1),
-            "val_tf_mpjpe_mm": 1000.0 * err / max(hand_frames, 1.0)}
+    return {"val_clips": len(clips), "val_ce": tot["ce"] / max(len(clips), 1),
+            "val_motion_token_acc": tot["code_hit"] / max(tot["codes"], 1),
+            "val_presence_acc": tot["pres_hit"] / max(tot["pres"], 1),
+            "val_tf_mpjpe_mm": 1000.0 * tot["err"] / max(tot["hand_frames"], 1.0)}
 
 
 def run_stages(stages, dataset, run, cfg: LMConfig, progress: bool = True,

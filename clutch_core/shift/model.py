@@ -18,6 +18,12 @@ Time is downsampled by 2**down (x4 by default): latent step s covers frames [4s,
 A latent step counts as present for a hand when that hand is present in any of its
 frames; an absent hand's tokens are still produced (so every clip has the same
 token layout) and the presence mask travels with them.
+
+Absent latent steps have one defined latent, the zero vector, everywhere the decoders run:
+in training (forward), in `decode` of tokens and in `decode_vectors` (the language model's
+refinement and teacher forcing), given the same latent presence. So the frames beside a
+gap are decoded exactly as SHIFT learnt to reconstruct them, whatever code an absent
+step's token holds. (Whole-frame tokenizers: a step is absent when both hands are.)
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from layout import POSE_IDX as _POSE
 from layout import TRAJ_IDX as _TRAJ
 
 TRAJ_IDX, POSE_IDX = list(_TRAJ), list(_POSE)  # 9: orientation 6D + wrist translation; 90: 15 joints x 6D
+STREAM_BOOK = ("traj", "pose", "traj", "pose")  # SHIFT's codebook of each stream
 RVQ_LEVELS = 4  # tokens per latent step of the equal-bits baseline, as SHIFT's 4 streams
 
 
@@ -141,6 +148,11 @@ def latent_presence(presence: torch.Tensor, stride: int) -> torch.Tensor:
     return presence.view(b, t // stride, stride, h).any(2)
 
 
+def absent_to_zero(z: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """z [N, D, S] latents, present [N, S] bool (None: all present) -> the absent steps' latent set to 0."""
+    return z if present is None else z * present[:, None, :].to(z.dtype)
+
+
 class MotionTokenizer(nn.Module):
     """Common interface: forward for training, encode -> tokens, decode tokens -> motion."""
 
@@ -184,7 +196,7 @@ class SHIFT(MotionTokenizer):
         idx, commit, ppl = {}, 0.0, {}
         for part, cols in (("traj", self._traj_idx), ("pose", self._pose_idx)):
             zq, idx[part], c, ppl[part] = self.quantizers[part](self.encoders[part](hands), mask)
-            out[:, cols] = self.decoders[part](zq).to(out.dtype)
+            out[:, cols] = self.decoders[part](absent_to_zero(zq, mask)).to(out.dtype)
             commit = commit + c
         recon = out.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
         tr, po = idx["traj"].view(2, b, -1), idx["pose"].view(2, b, -1)
@@ -192,25 +204,22 @@ class SHIFT(MotionTokenizer):
         return TokenizerOutput(recon, tokens, lp, commit, ppl)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, S, 4] -> motion [B, S * stride, 198] (normalized space)."""
-        b, s, _ = tokens.shape
-        t = s * self.cfg.stride
-        out = torch.empty(2 * b, HAND_DIM, t, device=tokens.device)
-        for part, cols, (l, r) in (("traj", self._traj_idx, (0, 2)), ("pose", self._pose_idx, (1, 3))):
-            ids = torch.cat([tokens[..., l], tokens[..., r]], 0)  # [2B, S]
-            z = self.quantizers[part].lookup(ids).transpose(1, 2)  # [2B, D, S]
-            out[:, cols] = self.decoders[part](z).float()
-        return out.view(2, b, HAND_DIM, t).permute(1, 3, 0, 2).reshape(b, t, 2 * HAND_DIM)
+    def decode(self, tokens: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, S, 4], latent presence [B, S, 2] (None: all present) -> motion [B, S * stride, 198]
+        (normalized space)."""
+        vectors = torch.stack([self.quantizers[STREAM_BOOK[k]].lookup(tokens[..., k]) for k in range(4)], 2)
+        return self.decode_vectors(vectors, presence)
 
-    def decode_vectors(self, z: torch.Tensor) -> torch.Tensor:
-        """Differentiable decode of code vectors (e.g. soft mixtures of codes, for the LM's
-        geometric refinement): z [B, S, 4, D] in stream order -> motion [B, S * stride, 198] (normalized)."""
+    def decode_vectors(self, z: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable decode of code vectors (e.g. soft mixtures of codes, for the LM's geometric
+        refinement): z [B, S, 4, D] in stream order, latent presence [B, S, 2] (None: all present)
+        -> motion [B, S * stride, 198] (normalized)."""
         b, s = z.shape[:2]
+        mask = None if presence is None else presence.permute(2, 0, 1).reshape(2 * b, s)  # [2B, S] left first
         parts = []
         for part, (l, r) in (("traj", (0, 2)), ("pose", (1, 3))):
             zz = torch.cat([z[:, :, l], z[:, :, r]], 0).transpose(1, 2)  # [2B, D, S]
-            parts.append(self.decoders[part](zz).float())  # [2B, 9 | 90, T]
+            parts.append(self.decoders[part](absent_to_zero(zz, mask)).float())  # [2B, 9 | 90, T]
         traj, pose = parts
         hands = torch.cat([traj[:, :6], pose, traj[:, 6:]], 1)  # [2B, 99, T] in hand layout
         t = hands.shape[-1]
@@ -231,18 +240,18 @@ class VQVAE(MotionTokenizer):
         self._check(x)
         lp = latent_presence(presence, self.cfg.stride)
         zq, idx, commit, ppl = self.quantizer(self.encoder(x.transpose(1, 2)), lp.any(-1))
-        recon = self.decoder(zq).transpose(1, 2).float()
+        recon = self.decoder(absent_to_zero(zq, lp.any(-1))).transpose(1, 2).float()
         return TokenizerOutput(recon, idx.unsqueeze(-1), lp, commit, {"frame": ppl})
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, S, 1] -> motion [B, S * stride, 198] (normalized space)."""
-        z = self.quantizer.lookup(tokens[..., 0]).transpose(1, 2)
-        return self.decoder(z).transpose(1, 2).float()
+    def decode(self, tokens: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, S, 1], latent presence [B, S, 2] (None: all present) -> motion [B, S * stride, 198]."""
+        return self.decode_vectors(self.quantizer.lookup(tokens), presence)
 
-    def decode_vectors(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_vectors(self, z: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable decode of code vectors: z [B, S, 1, D] -> motion [B, S * stride, 198] (normalized)."""
-        return self.decoder(z[:, :, 0].transpose(1, 2)).transpose(1, 2).float()
+        mask = None if presence is None else presence.any(-1)
+        return self.decoder(absent_to_zero(z[:, :, 0].transpose(1, 2), mask)).transpose(1, 2).float()
 
 
 class RVQ(MotionTokenizer):
@@ -271,14 +280,19 @@ class RVQ(MotionTokenizer):
             idx.append(i)
             commit = commit + cl
         zq = z + (hard - z).detach()  # straight-through on the sum
-        recon = self.decoder(zq).transpose(1, 2).float()
+        recon = self.decoder(absent_to_zero(zq, mask)).transpose(1, 2).float()
         return TokenizerOutput(recon, torch.stack(idx, -1), lp, commit, ppl)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, S, 4] -> motion [B, S * stride, 198] (normalized space)."""
-        z = sum(self.quantizers[c].lookup(tokens[..., k]) for k, c in enumerate(self.codebooks))  # [B, S, D]
-        return self.decoder(z.transpose(1, 2)).transpose(1, 2).float()
+    def decode(self, tokens: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, S, 4], latent presence [B, S, 2] (None: all present) -> motion [B, S * stride, 198]."""
+        vectors = torch.stack([self.quantizers[c].lookup(tokens[..., k]) for k, c in enumerate(self.codebooks)], 2)
+        return self.decode_vectors(vectors, presence)
+
+    def decode_vectors(self, z: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable decode of per-level code vectors: z [B, S, 4, D] (summed) -> motion [B, S * stride, 198]."""
+        mask = None if presence is None else presence.any(-1)
+        return self.decoder(absent_to_zero(z.sum(2).transpose(1, 2), mask)).transpose(1, 2).float()
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> MotionTokenizer:

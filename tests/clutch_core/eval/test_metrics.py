@@ -20,6 +20,24 @@ def test_r_precision_perfect_and_chance(rng):
         M.r_precision(text[:31], text[:31], rng)
 
 
+def test_r_precision_of_a_constant_generator_is_chance(rng):
+    """The same motion for every text ties every distance: R@k must be k/32, not 1."""
+    text = rng.normal(size=(320, 8))
+    same = np.repeat(rng.normal(size=(1, 8)), 320, 0)
+    got = np.mean([M.r_precision(text, same, rng) for _ in range(10)], 0)
+    np.testing.assert_allclose(got, [1 / 32, 2 / 32, 3 / 32])
+    # two of a pool's motions identical (memoised generations of one caption): at most one can rank first
+    motion = text + 1e-3 * rng.normal(size=text.shape)
+    motion[1::2] = motion[0::2]
+    assert M.r_precision(text, motion, rng)[0] < 0.8
+
+
+def test_r_precision_ties_match_t2ms_stable_argsort(rng):
+    d = rng.integers(0, 3, size=(32, 32)).astype(float)  # many ties
+    want = np.array([int(np.where(np.argsort(row, kind="stable") == i)[0][0]) for i, row in enumerate(d)])
+    np.testing.assert_array_equal(M.match_rank(d), want)
+
+
 def test_r_precision_counts_rank_not_order(rng):
     # 1-D: text i at i, its motion at i + 0.6; motion i-1 (at i - 0.4) is closer for every i > 0
     text = np.arange(32.0)[:, None]

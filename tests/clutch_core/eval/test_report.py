@@ -217,11 +217,35 @@ def test_every_written_file_has_the_same_mode(report, synth):
 
 
 @pytest.mark.slow
-def test_deterministic_intervals_are_not_shown_as_zero(report):
-    from clutch_core.eval.plots import NO_INTERVAL, fmt
+def test_intervals_have_one_form_and_none_is_shown_as_zero(report):
+    from clutch_core.eval.plots import fmt
 
-    assert fmt({"fid": 0.342, "fid_ci95": 0.0}, "fid") == f"0.342, {NO_INTERVAL}"
-    assert fmt({"fid": 0.342, "fid_ci95": 0.01}, "fid") == "0.342 ±0.010"
+    assert fmt({"fid": 0.342, "fid_ci95": 0.0}, "fid") == "0.342"
+    assert fmt({"fid": 0.342, "fid_ci95": 0.01}, "fid") == "0.342 ± 0.010"
+    assert fmt({"kid": 0.01, "kid_ci95": 0.002, "kid_lo": 0.0, "kid_hi": 0.02}, "kid") == "0.010 ± 0.002"
     text = (report[1] / "report.md").read_text()
-    assert "±0.000" not in text
+    assert "± 0.000" not in text and "[" not in text.split("## Legend")[0].split("## Text-to-motion")[1]
     assert "fewer than 100" in text.split("## ")[0]  # 80 clips: said at the top
+    assert "## Legend" in text and "| FID |" in text and "lower" in text
+
+
+def test_summary_lines_and_below_chance_flags():
+    from clutch_core.eval.report_text import report_markdown
+
+    table = {"real": {"r_precision_top1": 0.75, "r_precision_top3": 0.96, "r_precision_top3_ci95": 0.01},
+             "clutch": {"r_precision_top1": 0.01, "r_precision_top1_ci95": 0.005, "r_precision_top3": 0.109,
+                        "r_precision_top3_ci95": 0.01},
+             "clutch_free": {"r_precision_top3": 0.2, "r_precision_top3_ci95": 0.01},
+             "tokenizer_recon": {"mpjpe_mm": 31.46}}
+    m2t = {"clutch": {"r_precision_top3": 0.5, "r_precision_top3_ci95": 0.02, "bleu_4": 0.2, "bleu_4_ci95": 0.01,
+                      "empty_hypotheses": 3, "stage": "instruct"},
+           "real": {"r_precision_top3": 0.97, "stage": "instruct"}}
+    md = report_markdown("R", "D", "test", 150, 20, table, m2t, {}, "abc")
+    head = md.split("\n\n")[1].splitlines()  # the first lines after the title
+    assert head[0] == "- text-to-motion (given length) R@3 0.109 ± 0.010 = 0.11x real (0.960), 1.2x chance (0.094)"
+    assert head[1].startswith("- text-to-motion (free length, comparable with T2M-GPT / MotionGPT) R@3 0.200")
+    assert head[2] == "- motion-to-text R@3 0.500 ± 0.020 = 0.52x real (0.970), 5.3x chance (0.094)"
+    assert "3 empty captions" in head[3] and "MPJPE 31.5 mm" in head[4]
+    assert "0.010 ± 0.005 (below chance)" in md  # clutch R@1 + interval < 1/32
+    assert md.count("(below chance)") == 1 and "0.200 ± 0.010 (below" not in md
+    assert "| clutch | 0.500 ± 0.020 | 0.200 ± 0.010 |" in md  # motion-to-text with intervals too

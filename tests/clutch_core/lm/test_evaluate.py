@@ -29,7 +29,7 @@ def report(tmp_path_factory):
     run = copy_run(dataset, base, tmp_path_factory.mktemp("lm_eval") / "run")
     run_stage("pretrain", dataset, run, preset_config("tiny", max_steps=4, max_text_tokens=200, **LM_SMALL),
               progress=False)  # this tokenizer is tiny: captions run long in tokens
-    cfg = LMEvalConfig(repeats=2, mm_texts=4, mm_generations=3, max_caption_tokens=8,
+    cfg = LMEvalConfig(split="all", repeats=2, mm_texts=4, mm_generations=3, max_caption_tokens=8, caption_boot=10,
                        evaluator=EvaluatorConfig(epochs=60, hidden=64, dim=64),
                        evaluator_path=tmp_path_factory.mktemp("evaluator") / "ev",
                        captions=CaptionConfig(bert_batch_size=16))
@@ -56,6 +56,33 @@ def test_text_to_motion_rows(report):
     assert real["fid"] < 1e-6  # the real row against itself
     assert chance["r_precision_top3"] == pytest.approx(3 / 32)
     assert real["r_precision_top3"] > 2 * chance["r_precision_top3"]  # the evaluator tells captions apart
+    for name in ("clutch_free", "nearest_caption_motion", "random_train_motion"):
+        _finite(out["t2m"][name], T2M_KEYS)
+    # the eval set is every clip here, so the TF-IDF baseline finds each clip's own caption among the train clips
+    assert out["t2m"]["nearest_caption_motion"]["r_precision_top3"] > out["t2m"]["random_train_motion"]["r_precision_top3"]
+
+
+def test_degenerate_inputs_score_at_chance(report):
+    """A generator that ignores the text, or captions shuffled between clips, must score R@k about k/32."""
+    from clutch_core.eval import metrics as M
+    from clutch_core.eval.data import eval_clips
+    from clutch_core.eval.evaluator_model import Evaluator
+    from clutch_core.eval.rows import EvalContext, RowSource
+    from clutch_core.eval.t2m import score_row
+    from clutch_core.lm.evaluate import caption_r_precision
+
+    dataset, _, out, cfg = report
+    clips, _ = eval_clips(dataset, "all")
+    ctx = EvalContext(run=None, clips=clips * 8, evaluator=Evaluator.load(cfg.evaluator_path), repeats=20)
+    real_emb = ctx.evaluator.encode_motion(*ctx.real)
+    one = clips[0]
+    constant = RowSource(sample=lambda r, texts: ([one["motion"]] * len(texts), [one["presence"]] * len(texts)))
+    row = score_row(ctx, constant, real_emb)
+    for k in (1, 2, 3):
+        assert abs(row[f"r_precision_top{k}"] - k / M.R_POOL) <= max(3 * row[f"r_precision_top{k}_ci95"], 1e-9)
+    shuffled = [c["captions"][0]["text"] for c in np.random.default_rng(0).permutation(ctx.clips)]
+    r3 = caption_r_precision(ctx, shuffled, real_emb)
+    assert abs(r3["r_precision_top3"] - 3 / M.R_POOL) < 0.06
 
 
 def test_motion_to_text_table_and_baselines(report):
@@ -89,6 +116,21 @@ def test_bad_parts_rejected(report):
     dataset, run, _, cfg = report
     with pytest.raises(ValueError, match="parts"):
         evaluate_lm(run, dataset, LMEvalConfig(parts=("t2m", "bleu"), evaluator_path=cfg.evaluator_path))
+
+
+def test_greedy_ends_a_free_length_motion_by_total_probability():
+    """At a step boundary <eom> is weighed against every way of going on, as presence is decided."""
+    from clutch_core.lm.decode import MotionConstraint
+    from clutch_core.lm.vocab import MotionVocab
+
+    v = MotionVocab(100, ("left_traj", "left_pose", "right_traj", "right_pose"), (("traj", 512), ("pose", 512)), 4)
+    step = [v.stream_range(0)[0], v.stream_range(1)[0], v.absent, v.absent]
+    ids = torch.tensor([[0, v.som, *step], [0, v.som, *step]])  # one step written: <eom> is allowed next
+    scores = torch.zeros(2, v.size)
+    scores[:, v.eom] = torch.tensor([2.0, 8.0])  # row 0: going on holds 513 e^0 > e^2; row 1: e^8 > 513
+    out = MotionConstraint(v, v.size, 36, greedy_presence=True)(ids, scores.clone()).argmax(-1)
+    assert int(out[0]) != v.eom and int(out[1]) == v.eom
+    assert int(MotionConstraint(v, v.size, 36)(ids, scores.clone()).argmax(-1)[0]) == v.eom  # best single token
 
 
 def test_greedy_decides_presence_by_total_probability():

@@ -100,7 +100,7 @@ def test_resumed_stage_equals_uninterrupted(trained, tmp_path):
 
 def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
     from clutch_core.lm.data import Sampler, collate, load_corpus, tokens_for
-    from clutch_core.lm.geometry import gather_motion_logits, geometric_loss, soft_decode
+    from clutch_core.lm.geometry import codebooks, gather_motion_logits, geometric_loss, soft_decode, step_presence
     from clutch_core.lm.model import load_lm
     from clutch_core.lm.tasks import Renderer
     from clutch_core.lm.text import sentinel_ids
@@ -117,13 +117,18 @@ def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
     where = {c: i for i, c in enumerate(frames.clip_ids)}
     sampler = Sampler(clips, Renderer(tok, vocab), sentinel_ids(tok), "refine", 0)
     rng = np.random.default_rng(0)
-    batch = collate([sampler.example(rng, "t2m") for _ in range(4)], tok.pad_token_id, 256, 192)
+    one_hand = [i for i, c in enumerate(clips) if (c.presence.sum(1) == 1).any()]  # steps with one hand only
+    assert one_hand, "the fixture corpus has one-hand clips"
+    batch = collate([sampler.example(rng, "t2m", i=one_hand[0])] + [sampler.example(rng, "t2m") for _ in range(3)],
+                    tok.pad_token_id, 256, 192)
     t = _valid_only(motion_targets(batch, clips, frames, where, vocab))
+    presence = step_presence(t)
 
     def geo():
         torch.manual_seed(0)  # same Gumbel noise for every evaluation
         o = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        l1, joint = geometric_loss(soft_decode(gather_motion_logits(o.logits, t), shift, vocab, 0.5), t, stats)
+        pred = soft_decode(gather_motion_logits(o.logits, t), shift, vocab, 0.5, presence)
+        l1, joint = geometric_loss(pred, t, stats)
         return l1 + 10 * joint
 
     model.train()
@@ -131,12 +136,12 @@ def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0  # differentiable back to the LM
-    # the soft decode of one-hot weights is SHIFT's own decode of those codes
-    codes = batch["labels"][t.rows][:, 1:1 + 4 * 2].view(-1, 2, 4) - torch.tensor([vocab.stream_range(k)[0] for k in range(4)])
-    if (codes >= 0).all():
-        from clutch_core.lm.geometry import codebooks
-        vec = torch.stack([cb[codes[..., k]] for k, cb in enumerate(codebooks(shift, vocab))], 2)
-        torch.testing.assert_close(shift.decode_vectors(vec), shift.decode(codes), rtol=1e-4, atol=1e-4)
+    # the soft decode of one-hot weights is SHIFT's own decode of those codes, one-hand steps included
+    gt_codes = torch.stack([batch["labels"][t.rows].gather(1, t.positions[..., k]) - vocab.stream_range(k)[0]
+                            for k in range(4)], -1).clamp_min(0)  # <absent> positions: any code
+    assert (presence.sum(-1) == 1).any()
+    vec = torch.stack([cb[gt_codes[..., k]] for k, cb in enumerate(codebooks(shift, vocab))], 2)
+    torch.testing.assert_close(shift.decode_vectors(vec, presence), shift.decode(gt_codes, presence), rtol=1e-4, atol=1e-4)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.eval()
     with torch.no_grad():
@@ -147,10 +152,8 @@ def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
         opt.step()
     with torch.no_grad():
         after = float(geo())
-    gt_codes = torch.stack([batch["labels"][t.rows].gather(1, t.positions[..., k]) - vocab.stream_range(k)[0]
-                            for k in range(4)], -1).clamp_min(0)
     with torch.no_grad():
-        l1, joint = geometric_loss(shift.decode(gt_codes), t, stats)
+        l1, joint = geometric_loss(shift.decode(gt_codes, presence), t, stats)
     floor = float(l1 + 10 * joint)  # the true codes' error: what SHIFT itself allows
     assert after - floor < 0.7 * (before - floor), (before, after, floor)
 
@@ -186,3 +189,29 @@ def test_bad_inputs_raise_clear_errors(trained, tmp_path):
     save_file(w, other / "shift" / "model.safetensors")
     with pytest.raises(ValueError, match="mismatch"):
         generate(other, ["waves"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["vqvae", "rvq"])
+def test_whole_frame_tokenizers_work_through_the_lm_stages_and_keep_one_hand_clips_one_handed(kind, tmp_path,
+                                                                                             tmp_path_factory):
+    """The baselines' LM path: pretrain trains, generate decodes, and a one-hand clip's tokens decode one-handed."""
+    from clutch_core.lm.api import codes_to_motion, load_run_lm
+    from clutch_core.lm.data import load_corpus, tokens_for
+    from clutch_core.shift.tokenize import tokenize_dataset
+    from clutch_core.shift.train import preset_config as shift_config, train_tokenizer
+    from tests.fixtures.shift_data import SMALL, small_dataset
+
+    dataset = small_dataset(tmp_path_factory)
+    run = tmp_path / kind
+    train_tokenizer(dataset, run, shift_config("tiny", tokenizer=kind, max_steps=3, **SMALL), progress=False)
+    tokenize_dataset(run, dataset, progress=False)
+    m = run_stage("pretrain", dataset, run, preset_config("tiny", max_steps=2, **LM_SMALL), progress=False)
+    assert m["steps"] == 2 and math.isfinite(m["val_ce"])
+    (motion, presence), = generate(run, "The left hand waves.", seconds=2)[0]
+    assert motion.shape == (30, 198) and np.isfinite(motion).all() and presence.shape == (30, 2)
+    lm = load_run_lm(run)
+    clip = next(c for c in load_corpus(tokens_for(run, dataset), dataset, "train") if not c.presence[:, 1].any())
+    codes, pres = lm.vocab.decode(lm.vocab.encode(clip.codes, clip.presence))
+    assert not pres[:, 1].any() and (pres[:, 0] == clip.presence[:, 0]).all()  # no ghost right hand
+    assert not codes_to_motion(lm, codes, pres).presence[:, 1].any()

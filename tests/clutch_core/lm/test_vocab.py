@@ -34,12 +34,26 @@ def test_shift_codes_and_presence_round_trip_with_absent_hands():
     assert MotionVocab.from_dict(v.to_dict()) == v
 
 
-def test_single_stream_vocabulary_round_trips():
-    v = MotionVocab.from_tokenizer_config(50, VQ_CFG)
-    codes, pres = np.arange(6)[:, None] % 16, np.array([[1, 1], [1, 0], [0, 1], [1, 1], [0, 0], [1, 1]], bool)
-    c2, p2 = v.decode(v.encode(codes, pres))
-    np.testing.assert_array_equal(p2.all(1), pres.any(1))  # one stream: a step is present or not
+RVQ_CFG = {"streams": [f"level{k}" for k in range(4)], "codebooks": {f"level{k}": 16 for k in range(4)},
+           "frames_per_step": 4}
+
+
+@pytest.mark.parametrize("cfg", [VQ_CFG, RVQ_CFG], ids=["vqvae", "rvq"])
+def test_whole_frame_vocabularies_keep_which_hand_is_present(cfg):
+    """A whole-frame code stands for both hands: a `hands` token says which are there (no ghost hand)."""
+    v = MotionVocab.from_tokenizer_config(50, cfg)
+    n = len(cfg["streams"])
+    assert v.whole_frame and v.streams == ("hands", *cfg["streams"]) and v.tokenizer_streams == tuple(cfg["streams"])
+    codes = np.arange(6 * n).reshape(6, n) % 16
+    pres = np.array([[1, 1], [1, 0], [0, 1], [1, 1], [0, 0], [1, 1]], bool)
+    ids = v.encode(codes, pres)
+    assert len(ids) == 2 + 6 * (n + 1)
+    c2, p2 = v.decode(ids)
+    np.testing.assert_array_equal(p2, pres)  # per hand, exactly
     np.testing.assert_array_equal(c2[pres.any(1)], codes[pres.any(1)])
+    assert ids[1 + 4 * (n + 1):1 + 5 * (n + 1)] == [v.absent] * (n + 1)  # a step without hands: all <absent>
+    assert MotionVocab.from_dict(v.to_dict()) == v
+    assert v.is_code(ids).sum() == n * 5 and v.is_presence(ids).sum() == 5
 
 
 def test_decode_reads_only_well_formed_prefix():

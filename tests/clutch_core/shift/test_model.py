@@ -69,16 +69,45 @@ def test_shift_tokens_order_and_shared_hand_networks():
     assert torch.equal(tok_s, tok[..., [2, 3, 0, 1]])  # [l-traj, l-pose, r-traj, r-pose], shared networks
 
 
+def _with_gaps(x, p):
+    """Row 0: the right hand leaves for frames 4-11; row 1: the left hand for 0-7; row 2: both for 8-15."""
+    p = p.clone()
+    p[0, 4:12, 1] = False
+    p[1, :8, 0] = False
+    p[2, 8:] = False
+    return x * p.repeat_interleave(99, -1), p
+
+
 def test_decode_of_tokens_reproduces_the_forward_reconstruction():
+    """Also beside gaps: decode with the latent presence gives what training reconstructed."""
     for model in (SHIFT(TokenizerConfig(kind="shift", **CFG)), VQVAE(TokenizerConfig(kind="vqvae", **CFG)),
                   RVQ(TokenizerConfig(kind="rvq", **CFG))):
-        x, p = _batch(seed=1)
+        x, p = _with_gaps(*_batch(seed=1))
         model.train()
         model(x, p)
         model.eval()
         out = model(x, p)
         assert out.tokens.shape[:2] == (3, 4) and out.tokens.shape[2] == len(model.streams)
-        assert torch.allclose(model.decode(out.tokens), out.recon, atol=1e-5)
+        assert torch.allclose(model.decode(out.tokens, out.latent_presence), out.recon, atol=1e-5)
+
+
+def test_an_absent_step_decodes_the_same_whatever_code_its_token_holds():
+    """One defined latent for absent steps: the frames beside a gap do not depend on a junk code."""
+    for model in (SHIFT(TokenizerConfig(kind="shift", **CFG)), VQVAE(TokenizerConfig(kind="vqvae", **CFG)),
+                  RVQ(TokenizerConfig(kind="rvq", **CFG))):
+        x, p = _with_gaps(*_batch(seed=4))
+        model.train()
+        model(x, p)
+        model.eval()
+        out = model(x, p)
+        lp = out.latent_presence  # [B, S, 2]
+        # absent streams: a hand's two streams for SHIFT, every stream of a step without hands otherwise
+        absent = (~lp)[..., [0, 0, 1, 1]] if isinstance(model, SHIFT) else (~lp.any(-1, keepdim=True)).expand_as(out.tokens)
+        assert absent.any()
+        junk = out.tokens.clone()
+        junk[absent] = (junk[absent] + 7) % CFG["codes"]
+        assert torch.allclose(model.decode(junk, lp), model.decode(out.tokens, lp), atol=1e-6)
+        assert not torch.allclose(model.decode(junk), model.decode(out.tokens))  # without presence they differ
 
 
 def test_absent_hand_does_not_drive_the_loss():
