@@ -11,18 +11,34 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 COMMAND_MODULES = ["data", "mano", "build", "serve", "train", "lm", "eval"]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """Flags are never abbreviated (`--max-step` is not `--max-steps`), and an unknown flag is reported
+    with the usage of the command it was given to, not the top-level one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra and self.prog != "clutch":  # a subcommand: say it with its own usage
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="clutch",
         description="Build the 3D-HIW hand-motion dataset from egocentric videos and train CLUTCH models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     sub.required = True
     for name in COMMAND_MODULES:
         try:
@@ -49,7 +65,28 @@ def _add_verbose(p: argparse.ArgumentParser) -> None:
 def add_progress_argument(p: argparse.ArgumentParser) -> None:
     """`--progress/--no-progress`, the same flag on every command that draws progress bars."""
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="draw progress bars on the terminal (default: yes)")
+                   help="draw progress bars (default: when stderr is a terminal; a log file gets log lines only)")
+
+
+def _progress_only_on_a_terminal(args: argparse.Namespace, argv: list[str]) -> None:
+    """Progress bars flood a log file: unless asked for, they are drawn only when stderr is a terminal."""
+    if hasattr(args, "progress") and not {"--progress", "--no-progress"} & set(argv):
+        args.progress = bool(args.progress) and sys.stderr.isatty()
+
+
+def require_dataset(path: str | os.PathLike, arg: str = "DATASET") -> Path:
+    """The one rule for a DATASET argument: an existing folder holding shards/ or ledger.sqlite (what
+    `clutch build` and `clutch synth` write). Anything else is a usage error naming the folder."""
+    from storage.ledger import LEDGER_FILE
+    from storage.writer import SHARDS_DIR
+
+    p = Path(path)
+    if not p.is_dir():
+        raise CliError(f"{arg} {p}: no such folder")
+    if not (p / SHARDS_DIR).is_dir() and not (p / LEDGER_FILE).is_file():
+        raise CliError(f"{arg} {p}: not a dataset (no {SHARDS_DIR}/ or {LEDGER_FILE} inside); make one with "
+                       f"`clutch build VIDEOS --out {p}` or `clutch synth --out {p} --clips N`")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: spinning threads of processes sharing cores
     # slowed training 10-35x (BENCHMARKS.md, "tiny preset"). Read once, when torch starts OpenMP.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
+    _progress_only_on_a_terminal(args, argv)
+    log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -95,11 +134,16 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def _log_to_stderr(level: int) -> None:
+def log_to_stderr(level: int) -> None:
+    """One console handler on the root logger: ours. Prefect's logging set-up adds its own console handler
+    to the root logger too; with both, every line would be printed twice."""
     root = logging.getLogger()
+    for h in list(root.handlers):
+        if type(h).__name__ == "PrefectConsoleHandler":
+            root.removeHandler(h)
     if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
         h = _CurrentStderr()
-        h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         root.addHandler(h)
     root.setLevel(level)
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clutch_cli import CliError, add_progress_argument
+from clutch_cli import CliError, add_progress_argument, require_dataset
 from clutch_cli.output import add_format_argument, write_rows
 
 
@@ -67,12 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_synth)
 
 
-def _dataset(path: Path) -> Path:
-    if not path.is_dir():
-        raise CliError(f"dataset folder {path} does not exist")
-    return path
-
-
 def _query(args) -> int:
     import duckdb
 
@@ -82,7 +76,7 @@ def _query(args) -> int:
 
     from storage.remote import is_url
 
-    d = args.dataset if is_url(args.dataset) else _dataset(Path(args.dataset))
+    d = args.dataset if is_url(args.dataset) else require_dataset(args.dataset)
     try:
         con = connect(d, skip_damaged=args.skip_damaged)
     except DamagedFileError as e:
@@ -121,7 +115,7 @@ def _status(args) -> int:
 
     from storage.resume import release_stale_running
 
-    d = _dataset(args.dataset)
+    d = require_dataset(args.dataset)
     shards = list_shards(d)
     print(f"dataset {d}: {len(shards)} shard(s)")
     if not (d / LEDGER_FILE).exists():
@@ -146,7 +140,7 @@ def _verify(args) -> int:
     from storage.resume import DatasetBusy, dataset_lock
     from storage.verify import check, repair
 
-    d = _dataset(args.dataset)
+    d = require_dataset(args.dataset)
     if not (d / LEDGER_FILE).exists():
         raise CliError(f"{d / LEDGER_FILE} does not exist: not a dataset written by `clutch build` or `clutch synth`")
     ledger = Ledger(d)
@@ -171,7 +165,7 @@ def _verify(args) -> int:
 def _card(args) -> int:
     from storage.card import write_card
 
-    d = _dataset(args.dataset)
+    d = require_dataset(args.dataset)
     try:
         md = write_card(d)
     except ValueError as e:

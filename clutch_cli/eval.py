@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from clutch_cli import CliError, add_progress_argument
+from clutch_cli import CliError, add_progress_argument, require_dataset
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
@@ -97,9 +97,7 @@ def run_handler(a) -> int:
         if unknown:
             raise CliError(f"unknown row(s) {sorted(unknown)}; known: {sorted(ROWS) + list(LM_ROWS)}")
     # every argument checked before anything is created
-    if not (a.dataset / "shards").is_dir():
-        raise CliError(f"--dataset {a.dataset}: not a dataset folder (no shards/ inside); make one with "
-                       f"`clutch build VIDEOS --out {a.dataset}` or `clutch synth --out {a.dataset} --clips N`")
+    require_dataset(a.dataset, "--dataset")
     check_run(Path(a.target))
     if a.out.exists() and not a.out.is_dir():
         raise CliError(f"--out {a.out}: exists and is not a folder")
@@ -161,7 +159,7 @@ def render_handler(a) -> int:
         else:
             if not a.clip_id:
                 raise CliError("DATASET needs --clip-id ID")
-            out = render_clip(a.dataset, a.clip_id, a.out, cfg)
+            out = render_clip(require_dataset(a.dataset), a.clip_id, a.out, cfg)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise CliError(str(e).strip('"')) from e
     print(out)
@@ -171,6 +169,7 @@ def render_handler(a) -> int:
 def browse_handler(a) -> int:
     from clutch_core.render.browse import build_site
 
+    require_dataset(a.dataset)
     try:
         index = build_site(a.dataset, a.out, limit=a.limit, split=a.split, size=a.size, progress=a.progress)
     except (FileNotFoundError, ValueError) as e:

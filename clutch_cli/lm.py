@@ -8,9 +8,12 @@ tokenizer/LM mismatch) is a usage error: exit 2 with a message naming the file o
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from clutch_cli import CliError
+import numpy as np
+
+from clutch_cli import CliError, require_dataset
 
 OUT_KINDS = (".npz", ".parquet", ".mp4")
 
@@ -21,18 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Text -> motion with the language model of RUN, decoded to the 198-number frames through "
                     "the run's SHIFT tokenizer. --out decides the format: .npz (arrays motion [T, 198], presence "
-                    "[T, 2], caption), .parquet (one row per sample: text, sample, seed, num_frames, motion, "
-                    "presence) or .mp4 (rendered skeleton video with the text as subtitle). With --samples N > 1, "
-                    ".npz and .mp4 get one file per sample (NAME_0.npz, NAME_1.npz, ...).",
-        epilog='example: clutch generate runs/r1 "the left hand waves" --out wave.npz --seconds 2')
+                    "[T, 2], caption), .parquet (one row per text and sample: text, sample, seed, num_frames, "
+                    "motion, presence) or .mp4 (rendered skeleton video with the text as subtitle). Several TEXTs "
+                    "or --samples N > 1: .npz and .mp4 get one file each (NAME_0.npz, NAME_1.npz, ...; "
+                    "NAME_<text>_<sample> for both).\n\n"
+                    "Decoding: greedy by default (the most likely motion: the same output for the same text, "
+                    "whatever the seed). --sample, --samples N > 1, --temperature, --top-k or --seed switch to "
+                    "sampling, which the seed makes repeatable.",
+        epilog='examples: clutch generate runs/r1 "the left hand waves" --out wave.npz --seconds 2\n'
+               '          clutch generate runs/r1 "the left hand waves" --out wave.npz --samples 3 --seed 1')
     p.add_argument("run", type=Path, help="run folder (after `clutch train ... --stages ...,pretrain,...`)")
-    p.add_argument("text", help="what the hands should do")
+    p.add_argument("text", nargs="+", help="what the hands should do (several texts: one motion each)")
     p.add_argument("--out", type=Path, required=True, help=f"output file: {', '.join(OUT_KINDS)}")
     p.add_argument("--seconds", type=float, help="length in seconds (0 < S <= 9.6); default: the model ends it")
-    p.add_argument("--samples", type=int, default=1, help="motions to sample (default 1: greedy decoding)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --samples > 1)")
-    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--samples", type=int, default=1, help="motions per text (default 1; more means sampling)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; implies sampling)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default: all; implies sampling)")
+    p.add_argument("--seed", type=int, help="random seed of the sampling (default 0; implies sampling)")
     p.add_argument("--stage", choices=["pretrain", "refine", "instruct"],
                    help="language-model stage to use (default: the newest finished one)")
     p.set_defaults(func=_generate)
@@ -65,9 +74,7 @@ def _check_run(run: Path) -> None:
 
 
 def _generate(a) -> int:
-    import numpy as np
-
-    from clutch_core.lm.api import generate
+    from clutch_core.lm.api import generate, generation_warnings
 
     _check_run(a.run)
     kind = a.out.suffix.lower()
@@ -75,47 +82,59 @@ def _generate(a) -> int:
         raise CliError(f"--out {a.out}: the name must end in one of {', '.join(OUT_KINDS)}")
     if a.samples < 1:
         raise CliError(f"--samples must be >= 1, got {a.samples}")
-    if not a.text.strip():
+    if any(not t.strip() for t in a.text):
         raise CliError("TEXT is empty: say what the hands should do")
+    sample = a.sample or a.samples > 1 or a.temperature is not None or a.top_k is not None or a.seed is not None
+    seed, temperature = a.seed or 0, 1.0 if a.temperature is None else a.temperature
+    print("decoding: " + (f"sampling (temperature {temperature:g}, top-k {a.top_k or 'all'}, seed {seed})"
+                          if sample else "greedy (--sample or --seed to sample)"), file=sys.stderr)
     try:
-        motions = generate(a.run, [a.text], seconds=a.seconds, samples=a.samples, seed=a.seed,
-                           temperature=a.temperature, top_k=a.top_k, stage=a.stage)[0]
+        motions = generate(a.run, a.text, seconds=a.seconds, samples=a.samples, seed=seed, do_sample=sample,
+                           temperature=temperature, top_k=a.top_k, stage=a.stage)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
+    for w in generation_warnings(a.text, motions):
+        print(f"clutch generate: warning: {w}", file=sys.stderr)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    names = [a.out] if len(motions) == 1 else [a.out.with_name(f"{a.out.stem}_{k}{a.out.suffix}")
-                                               for k in range(len(motions))]
     if kind == ".parquet":
-        _write_parquet(a.out, a.text, a.seed, motions)
-        names = [a.out]
-    else:
-        for m, name in zip(motions, names):
-            if kind == ".npz":
-                np.savez(name, motion=m.motion, presence=m.presence, caption=np.array(a.text))
-            else:
-                from clutch_core.render.render import compose_frames, motion_joints, write_video
+        _write_parquet(a.out, a.text, seed, motions)
+    for (text, m, name) in _outputs(a.out, a.text, motions):
+        if kind == ".npz":
+            np.savez(name, motion=m.motion, presence=m.presence, caption=np.array(text))
+        elif kind == ".mp4":
+            from clutch_core.render.render import compose_frames, motion_joints, write_video
 
-                write_video(compose_frames(motion_joints(m.motion), m.presence, a.text), name)
-    for m, name in zip(motions, names if kind != ".parquet" else [a.out] * len(motions)):
+            write_video(compose_frames(motion_joints(m.motion), m.presence, text), name)
         print(f"{name}: {m.motion.shape[0]} frames ({m.motion.shape[0] / 15:.2f} s), "
               f"hands present {m.presence.mean(0).round(2).tolist()} (left, right)")
     return 0
 
 
-def _write_parquet(path: Path, text: str, seed: int, motions) -> None:
+def _outputs(out: Path, texts: list[str], motions: list[list]):
+    """(text, motion, file name) per generated motion: OUT itself, or OUT_<i> / OUT_<text>_<sample>."""
+    many_t, many_s = len(texts) > 1, len(motions[0]) > 1
+    for i, (text, ms) in enumerate(zip(texts, motions)):
+        for k, m in enumerate(ms):
+            tag = "_".join(str(x) for x, many in ((i, many_t), (k, many_s)) if many)
+            name = out if out.suffix == ".parquet" or not tag else out.with_name(f"{out.stem}_{tag}{out.suffix}")
+            yield text, m, name
+
+
+def _write_parquet(path: Path, texts: list[str], seed: int, motions: list[list]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from layout import FRAME_DIM
 
+    rows = [(t, k, m) for t, ms in zip(texts, motions) for k, m in enumerate(ms)]
     frame = pa.list_(pa.float32(), FRAME_DIM)
     table = pa.table({
-        "text": pa.array([text] * len(motions)),
-        "sample": pa.array(range(len(motions)), pa.int32()),
-        "seed": pa.array([seed] * len(motions), pa.int64()),
-        "num_frames": pa.array([m.motion.shape[0] for m in motions], pa.int32()),
-        "motion": pa.array([list(m.motion) for m in motions], pa.list_(frame)),
-        "presence": pa.array([m.presence.tolist() for m in motions], pa.list_(pa.list_(pa.bool_(), 2))),
+        "text": pa.array([t for t, _, _ in rows]),
+        "sample": pa.array([k for _, k, _ in rows], pa.int32()),
+        "seed": pa.array([seed] * len(rows), pa.int64()),
+        "num_frames": pa.array([m.motion.shape[0] for _, _, m in rows], pa.int32()),
+        "motion": pa.array([list(m.motion) for _, _, m in rows], pa.list_(frame)),
+        "presence": pa.array([m.presence.tolist() for _, _, m in rows], pa.list_(pa.list_(pa.bool_(), 2))),
     })
     pq.write_table(table, path)
 
@@ -134,8 +153,7 @@ def _caption(a) -> int:
     else:
         if not a.clip_id:
             raise CliError("--dataset needs --clip-id CLIP")
-        if not (a.dataset / "shards").is_dir():
-            raise CliError(f"--dataset {a.dataset}: not a dataset folder (no shards/ inside)")
+        require_dataset(a.dataset, "--dataset")
         from storage.reader import ClipReader
 
         try:

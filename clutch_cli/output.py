@@ -1,7 +1,8 @@
 """Rows on stdout in the formats every command shares: table (fits a terminal), csv, json, jsonl.
 
-The table shows array columns as a shape preview (`[198 x 64 floats]`) and cuts long
-text, so one clip's row is a few lines; csv, json and jsonl keep every value (nested
+The table shows array columns as a shape preview (`[198 x 64 floats]`), a list of captions
+as its first caption's text and how many more, and cuts long text, so one clip's row is a
+few lines; csv, json and jsonl keep every value (nested
 values in csv as JSON text). json is one array; jsonl is one object per line.
 """
 from __future__ import annotations
@@ -47,6 +48,9 @@ def preview(value: Any) -> str:
 
 
 def cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) and "text" in v for v in value):
+        more = f" (+{len(value) - 1} more; --format json shows all)" if len(value) > 1 else ""
+        return _cut(" ".join(str(value[0]["text"]).split()), TEXT_WIDTH - len(more)) + more  # captions: the first
     if isinstance(value, (list, tuple)):
         return preview(value)
     if value is None:
@@ -57,8 +61,11 @@ def cell(value: Any) -> str:
         text = json.dumps(value, default=str)
     else:
         text = str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= TEXT_WIDTH else text[:TEXT_WIDTH - 1] + "…"
+    return _cut(" ".join(text.split()), TEXT_WIDTH)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 1)] + "…"
 
 
 def write_rows(names: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, out: TextIO | None = None,

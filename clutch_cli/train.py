@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from clutch_cli import CliError, add_progress_argument
+from clutch_cli import CliError, add_progress_argument, require_dataset
 from clutch_cli.options import add_config_arguments, params_from_args
 from flows.config import TrainClutchConfig
 
@@ -49,11 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tokenize)
 
 
-def _check_dataset(path: Path) -> None:
-    if not (path / "shards").is_dir():
-        raise CliError(f"{path}: not a dataset folder (no shards/ inside)")
-
-
 def _threads(n: int | None) -> None:
     if n:
         import torch
@@ -72,7 +67,7 @@ def _train(args) -> int:
         cfg.lm_config()
     except ValueError as e:
         raise CliError(str(e)) from None
-    _check_dataset(Path(cfg.dataset))
+    require_dataset(cfg.dataset)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks run the stages without Prefect
         from flows.stages import run_stages
 
@@ -83,10 +78,10 @@ def _train(args) -> int:
 
     started = temp_server.start()  # imports while this process imports torch and the flow
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from clutch_cli import _log_to_stderr
+    from clutch_cli import log_to_stderr
     from flows.train_clutch import train_clutch
 
-    _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)  # Prefect's logging set-up replaced ours
+    log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)  # Prefect's logging set-up replaced ours
     _quiet(cfg.progress)
     with temp_server.temporary_server(started):
         state = train_clutch(**params, return_state=True)
@@ -96,8 +91,27 @@ def _train(args) -> int:
             raise CliError(str(exc))
         print(f"clutch train: the run stopped: {exc!r}")
         return 1
-    print(json.dumps(state.result()))
+    for line in summary_lines(state.result(), Path(cfg.out)):
+        print(line)
     return 0
+
+
+def summary_lines(result: dict, run: Path) -> list[str]:
+    """One line per stage that ran: its headline numbers and where the full metrics are."""
+    from layout.run import METRICS
+
+    lines = []
+    for stage, m in result.items():
+        if stage == "tokenize":
+            lines.append(f"tokenize: {m['written']} clips written, {m['skipped']} already there -> {m['dir']}")
+        elif stage == "eval":
+            lines.append(f"eval: report {m['report']}")
+        elif m:
+            head = {k: m[k] for k in ("val_mpjpe_mm", "val_ce", "val_motion_token_acc", "val_tf_mpjpe_mm")
+                    if m.get(k) is not None}
+            lines.append(f"{stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in head.items())
+                         + f" -> {run / stage / METRICS}")
+    return lines
 
 
 def _quiet(bar: bool) -> None:
@@ -112,7 +126,7 @@ def _quiet(bar: bool) -> None:
 
 
 def _tokenize(args) -> int:
-    _check_dataset(args.dataset)
+    require_dataset(args.dataset)
     _threads(args.threads)
     from clutch_core.shift.tokenize import tokenize_dataset
 

@@ -166,6 +166,35 @@ def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float 
     return [out[i * samples:(i + 1) * samples] for i in range(len(texts))]
 
 
+EMPTY_CAPTION = "[no caption: the model wrote no words]"  # what `captions` returns for an empty decode
+ABSENT_MOST = 0.5  # a motion with no hand in more than this share of its frames is worth a warning
+
+
+def generation_warnings(texts: Sequence[str], motions: list[list[Motion]]) -> list[str]:
+    """What a user should know about generated motion: no hand in most frames; different texts, or
+    different samples of one text, that came out identical."""
+    out = []
+    for t, ms in zip(texts, motions):
+        for k, m in enumerate(ms):
+            empty = 1.0 - float(m.presence.any(1).mean()) if len(m.presence) else 1.0
+            if empty > ABSENT_MOST:
+                out.append(f"{t!r}{f' (sample {k})' if len(ms) > 1 else ''}: no hand in {100 * empty:.0f} % of "
+                           f"its frames")
+        if len(ms) > 1 and all(_same(ms[0], m) for m in ms[1:]):
+            out.append(f"{t!r}: all {len(ms)} samples are identical (the model is sure of this motion)")
+    firsts = [ms[0] for ms in motions]
+    for i in range(len(texts)):
+        twins = [texts[j] for j in range(i + 1, len(texts)) if texts[j] != texts[i] and _same(firsts[i], firsts[j])]
+        if twins:
+            out.append(f"{texts[i]!r} and {', '.join(map(repr, twins))} gave identical motion: the model does not "
+                       f"tell these texts apart")
+    return out
+
+
+def _same(a: Motion, b: Motion) -> bool:
+    return a.motion.shape == b.motion.shape and np.array_equal(a.motion, b.motion) and np.array_equal(a.presence, b.presence)
+
+
 def check_motion(motion, presence, name: str = "motion") -> tuple[np.ndarray, np.ndarray]:
     """Validate a motion [T, 198] and presence [T, 2] given by a user."""
     m = np.asarray(motion)
@@ -201,7 +230,8 @@ def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, m
 
 def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_beams: int = 1, max_length: int = 48,
              stage: str | None = None, device: str = "cpu", batch_size: int = 32) -> list[str]:
-    """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions."""
+    """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions. Never empty:
+    a decode without words (an undertrained model) is EMPTY_CAPTION, which the evaluation counts."""
     from clutch_core.lm.data import collate
     from clutch_core.lm.decode import generate_text_ids
     from clutch_core.lm.tasks import Example
@@ -219,5 +249,5 @@ def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_bea
         b = collate([Example(p, [0]) for p in prompts[k:k + batch_size]], lm.tokenizer.pad_token_id, 10**6, 1)
         ids = generate_text_ids(lm.model, b["input_ids"].to(device), b["attention_mask"].to(device), lm.vocab,
                                 banned, num_beams, max_length)
-        out += [s.strip() for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        out += [s.strip() or EMPTY_CAPTION for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out

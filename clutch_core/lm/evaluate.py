@@ -196,12 +196,13 @@ def baseline_captions(ctx: EvalContext, dataset: Path, real_emb: np.ndarray) -> 
 def m2t_table(ctx: EvalContext, run: Path, dataset: Path, cfg: LMEvalConfig, stage: str,
               real_emb: np.ndarray) -> tuple[dict[str, dict[str, float]], list[str]]:
     """(rows of the motion-to-text table, the model's captions)."""
-    from clutch_core.lm.api import captions
+    from clutch_core.lm.api import EMPTY_CAPTION, captions
 
     hyps = captions(run, list(zip(*ctx.real)), cfg.num_beams, cfg.max_caption_tokens, stage,
                     batch_size=cfg.batch_size)
+    scored = ["" if h == EMPTY_CAPTION else h for h in hyps]  # scored as saying nothing, and counted
     refs = [[c["text"] for c in clip["captions"]] for clip in ctx.clips]
-    rows = {"clutch": hyps, **baseline_captions(ctx, dataset, real_emb)}
+    rows = {"clutch": scored, **baseline_captions(ctx, dataset, real_emb)}
     table = {name: {**caption_r_precision(ctx, h, real_emb),
                     **caption_metrics(refs, h, cfg.captions, boot=cfg.caption_boot, seed=cfg.seed)}
              for name, h in rows.items()}
