@@ -105,7 +105,7 @@ def summary_lines(result: dict, run: Path) -> list[str]:
         if stage == "tokenize":
             lines.append(f"tokenize: {m['written']} clips written, {m['skipped']} already there -> {m['dir']}")
         elif stage == "eval":
-            lines.append(f"eval: report {m['report']}")
+            lines.append(f"eval: skipped ({m['skipped']})" if "skipped" in m else f"eval: report {m['report']}")
         elif m:
             head = {k: m[k] for k in ("val_mpjpe_mm", "val_ce", "val_motion_token_acc", "val_tf_mpjpe_mm")
                     if m.get(k) is not None}

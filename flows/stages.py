@@ -64,11 +64,15 @@ def _lm(stage: str) -> Callable[[str, str, Any, bool], dict]:
 def _eval(dataset: str, out: str, cfg, progress: bool) -> dict:
     from pathlib import Path
 
+    from clutch_core.eval.data import TooFewClips
     from clutch_core.eval.report import ReportConfig, write_report
 
     report = Path(out) / "eval"
-    # the defaults of `clutch eval`, so the stage's report and a later `clutch eval` agree
-    table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, progress=progress))
+    try:  # the defaults of `clutch eval`, so the stage's report and a later `clutch eval` agree
+        table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, progress=progress))
+    except TooFewClips as e:  # a small dataset: the training is done, only its scoring is not possible
+        log.warning("eval: skipped: %s", e)
+        return {"skipped": str(e)}
     keys = ("r_precision_top3", "fid", "kid", "mpjpe_mm")
     summary = {name: {k: row[k] for k in keys if row.get(k) is not None} for name, row in table.items()}
     log.info("eval: %s -> %s", summary, report / "report.md")

@@ -21,6 +21,10 @@ def load_clips(dataset: Path, split: str | None, columns: list[str] | None = Non
 DEFAULT_SPLIT = "test"
 
 
+class TooFewClips(ValueError):
+    """The evaluation set holds fewer clips than one R-precision pool."""
+
+
 def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str]:
     """(evaluation clips, name of the evaluation set).
 
@@ -39,7 +43,7 @@ def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str
     if split is not None:
         chosen = rows if split == "all" else [r for r in rows if r["split"] == split]
         if len(chosen) < R_POOL:
-            raise ValueError(f"{dataset}: the {split} split has {len(chosen)} clips ({have}); R-precision needs "
+            raise TooFewClips(f"{dataset}: the {split} split has {len(chosen)} clips ({have}); R-precision needs "
                              f"at least {R_POOL}. Evaluate a larger split (--split), or a larger dataset")
         if split in ("all", "train"):
             log.warning("evaluating on %s clips, which the models trained on", split)
@@ -49,7 +53,7 @@ def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str
         return chosen, DEFAULT_SPLIT
     chosen = [r for r in rows if r["split"] in ("val", "test")]
     if len(chosen) < R_POOL:
-        raise ValueError(f"{dataset}: {len(chosen)} held-out clips ({have}); R-precision needs at least {R_POOL}. "
+        raise TooFewClips(f"{dataset}: {len(chosen)} held-out clips ({have}); R-precision needs at least {R_POOL}. "
                          f"Build or synthesize a larger dataset, or evaluate on `--split train` knowingly")
     log.warning("the test split has %d clips, fewer than one R-precision pool (%d): evaluating on val+test "
                 "(%d clips) instead", counts["test"], R_POOL, len(chosen))
