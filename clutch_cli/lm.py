@@ -57,27 +57,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_run(run: Path) -> None:
-    if not run.is_dir():
-        raise CliError(f"{run}: no such run folder")
-    if not (run / "shift").is_dir():
-        raise CliError(f"{run}: not a CLUTCH run (no shift/ inside); train one with "
-                       f"`clutch train DATASET --out {run}`")
+    from clutch_core.usage import UsageError, check_run
+
+    try:
+        check_run(run)
+    except UsageError as e:
+        raise CliError(str(e)) from None
 
 
 def _generate(a) -> int:
-    import numpy as np
-
     from clutch_core.lm.api import generate
+    from clutch_core.usage import check_generate
 
     _check_run(a.run)
     kind = a.out.suffix.lower()
     if kind not in OUT_KINDS:
         raise CliError(f"--out {a.out}: the name must end in one of {', '.join(OUT_KINDS)}")
-    if a.samples < 1:
-        raise CliError(f"--samples must be >= 1, got {a.samples}")
-    if not a.text.strip():
-        raise CliError("TEXT is empty: say what the hands should do")
     try:
+        check_generate(a.run, a.text, a.seconds, a.samples, a.stage)
         motions = generate(a.run, [a.text], seconds=a.seconds, samples=a.samples, seed=a.seed,
                            temperature=a.temperature, top_k=a.top_k, stage=a.stage)[0]
     except (ValueError, FileNotFoundError) as e:
@@ -91,7 +88,9 @@ def _generate(a) -> int:
     else:
         for m, name in zip(motions, names):
             if kind == ".npz":
-                np.savez(name, motion=m.motion, presence=m.presence, caption=np.array(a.text))
+                from clutch_core.render.render import save_motion_file
+
+                save_motion_file(name, m.motion, m.presence, a.text)
             else:
                 from clutch_core.render.render import compose_frames, motion_joints, write_video
 
