@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-COMMAND_MODULES = ["data", "mano", "build", "train", "lm", "eval"]
+COMMAND_MODULES = ["data", "mano", "build", "train", "lm", "eval", "view"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: spinning threads of processes sharing cores
     # slowed training 10-35x (BENCHMARKS.md, "tiny preset"). Read once, when torch starts OpenMP.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from clutch_core.usage import UsageError  # checks shared with the viewer: the same usage errors
+
     args = build_parser().parse_args(argv)
     _log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     try:
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `clutch ... | head`: the reader has what it wanted
         _silence_stdout()
         return 0
-    except CliError as e:
+    except (CliError, UsageError) as e:
         print(f"clutch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)

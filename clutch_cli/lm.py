@@ -56,20 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_caption)
 
 
-def _check_run(run: Path) -> None:
-    from clutch_core.usage import UsageError, check_run
-
-    try:
-        check_run(run)
-    except UsageError as e:
-        raise CliError(str(e)) from None
-
-
 def _generate(a) -> int:
     from clutch_core.lm.api import generate
-    from clutch_core.usage import check_generate
+    from clutch_core.usage import check_generate, check_run
 
-    _check_run(a.run)
+    check_run(a.run)
     kind = a.out.suffix.lower()
     if kind not in OUT_KINDS:
         raise CliError(f"--out {a.out}: the name must end in one of {', '.join(OUT_KINDS)}")
@@ -121,8 +112,9 @@ def _write_parquet(path: Path, text: str, seed: int, motions) -> None:
 
 def _caption(a) -> int:
     from clutch_core.lm.api import caption
+    from clutch_core.usage import check_dataset, check_run
 
-    _check_run(a.run)
+    check_run(a.run)
     if a.motion is not None:
         from clutch_core.render.render import load_motion_file
 
@@ -133,8 +125,7 @@ def _caption(a) -> int:
     else:
         if not a.clip_id:
             raise CliError("--dataset needs --clip-id CLIP")
-        if not (a.dataset / "shards").is_dir():
-            raise CliError(f"--dataset {a.dataset}: not a dataset folder (no shards/ inside)")
+        check_dataset(a.dataset)
         from storage.reader import ClipReader
 
         try:

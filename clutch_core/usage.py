@@ -28,6 +28,20 @@ def check_run(run: str | os.PathLike) -> Path:
     return run
 
 
+def check_dataset(dataset: str | os.PathLike, flag: str = "--dataset") -> Path:
+    """A dataset folder (holds shards/)."""
+    d = Path(dataset)
+    if not (d / "shards").is_dir():
+        raise UsageError(f"{flag} {d}: not a dataset folder (no shards/ inside)")
+    return d
+
+
+def check_mano_dir(mano_dir: str | os.PathLike | None) -> None:
+    """The folder of the user's MANO files, when one is given."""
+    if mano_dir is not None and not Path(mano_dir).exists():
+        raise UsageError(f"--mano-dir {mano_dir}: no such folder")
+
+
 def check_language_model(run: str | os.PathLike, stage: str | None = None) -> str:
     """RUN has a finished language-model stage (the one asked for, or any); returns its name."""
     from clutch_core.lm.api import lm_dir
