@@ -54,10 +54,10 @@ class Viewer:
         server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="large", control_layout="fixed")
         self._status = server.gui.add_markdown("")
         self._timeline_gui()
-        if self.catalog is not None:
-            self._clips_gui(where, first)
         if run is not None:
             self._playground_gui()
+        if self.catalog is not None:
+            self._clips_gui(where, first)
         self._player = threading.Thread(target=self._play_loop, name="clutch-view-player", daemon=True)
         self._player.start()
 

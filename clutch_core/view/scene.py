@@ -82,7 +82,7 @@ class HandsScene:
     def _frame_camera(self, centre: np.ndarray, radius: float) -> None:
         """Look at the hands from behind the source camera, a bit right and above, as `clutch render`."""
         direction = np.array([0.15, -1.0, 0.6])
-        eye = centre + direction / np.linalg.norm(direction) * radius * 2.2
+        eye = centre + direction / np.linalg.norm(direction) * radius * 1.7
         cam = self.server.initial_camera
         cam.position, cam.look_at, cam.up = tuple(map(float, eye)), tuple(map(float, centre)), (0.0, 0.0, 1.0)
         for client in self.server.get_clients().values():

@@ -15,7 +15,17 @@ from clutch_cli import main
 from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, rows_to_table
 from tests.fixtures.eval_data import make_rows
 
-datasets = pytest.importorskip("datasets", reason="datasets is a test extra (pip install -e '.[dev]')")
+try:
+    import datasets
+except ImportError:  # a test extra: `pip install -e ".[dev]"`
+    datasets = None
+
+
+@pytest.fixture(autouse=True)
+def needs_datasets():
+    from tests.conftest import require
+
+    require(datasets is not None, "the datasets package is not installed (pip install -e '.[dev]')")
 
 SHAPE = pa.list_(pa.float32(), 10)  # a column the schema may gain (e.g. a per-track hand shape)
 
@@ -203,7 +213,8 @@ def test_shards_take_the_torch_format_after_the_documented_one_line_fix(shards, 
 @pytest.mark.xfail(pa.types.is_timestamp(CLIP_SCHEMA.field("created_at").type), strict=True,
                    reason="needs the proposed schema change: created_at as int64 microseconds (docs/export.md)")
 def test_shards_take_the_torch_format_as_they_are(shards, tmp_path):
-    """DEPENDS ON THE SCHEMA CHANGE of created_at to int64: passes once storage.schema has it (then this
-    xfail condition is false), and fails before (strict xfail) so the change cannot be forgotten."""
+    """DEPENDS ON THE SCHEMA CHANGE of created_at to int64 (proposed in docs/export.md). Until storage.schema
+    has it, this is an expected failure; once it has it, the mark's condition is false and it runs as a plain
+    test. strict: if the shards take the torch format some other way, the mark must go."""
     row = _shards_dataset(shards, tmp_path).with_format("torch")[0]
     assert set(row) == set(CLIP_SCHEMA.names) and row["motion"].shape == (int(row["num_frames"]), 198)
