@@ -40,7 +40,7 @@ def page(built, tmp_path_factory):
     served = serve(built, port=0, autoplay=False)
     browser = Browser(tmp_path_factory.mktemp("chromium"))
     try:
-        browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=800, deviceScaleFactor=1, mobile=False)
+        browser.call("Emulation.setDeviceMetricsOverride", width=1100, height=700, deviceScaleFactor=1, mobile=False)
         browser.goto(served.url)
         browser.wait_for("document.body && document.body.innerText.includes('Apply filter')", what="the panel")
         install_panel_helpers(browser)
