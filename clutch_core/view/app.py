@@ -100,11 +100,11 @@ class Viewer:
             self._image.image = self.video.frame(t)
 
     def _play_loop(self) -> None:
-        """Advance the timeline at the data's frame rate while playing (looping)."""
+        """Advance the timeline at the data's frame rate while playing (looping) and someone watches."""
         while not self._stop.is_set():
             start = time.monotonic()
             n = self.scene.frames
-            if self.playing and n > 1:
+            if self.playing and n > 1 and self.server.get_clients():
                 self._slider.value = (int(self._slider.value) + 1) % n  # its callback draws the frame
             self._stop.wait(max(0.0, 1 / FPS - (time.monotonic() - start)))
 
