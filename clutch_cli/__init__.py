@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-COMMAND_MODULES = ["data", "mano", "build", "serve", "train", "lm", "eval"]
+COMMAND_MODULES = ["data", "mano", "build", "serve", "train", "lm", "eval", "view"]
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -75,18 +75,10 @@ def _progress_only_on_a_terminal(args: argparse.Namespace, argv: list[str]) -> N
 
 
 def require_dataset(path: str | os.PathLike, arg: str = "DATASET") -> Path:
-    """The one rule for a DATASET argument: an existing folder holding shards/ or ledger.sqlite (what
-    `clutch build` and `clutch synth` write). Anything else is a usage error naming the folder."""
-    from storage.ledger import LEDGER_FILE
-    from storage.writer import SHARDS_DIR
+    """clutch_core.usage.check_dataset for a command's DATASET argument (its UsageError exits 2)."""
+    from clutch_core.usage import check_dataset
 
-    p = Path(path)
-    if not p.is_dir():
-        raise CliError(f"{arg} {p}: no such folder")
-    if not (p / SHARDS_DIR).is_dir() and not (p / LEDGER_FILE).is_file():
-        raise CliError(f"{arg} {p}: not a dataset (no {SHARDS_DIR}/ or {LEDGER_FILE} inside); make one with "
-                       f"`clutch build VIDEOS --out {p}` or `clutch synth --out {p} --clips N`")
-    return p
+    return check_dataset(path, arg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: spinning threads of processes sharing cores
     # slowed training 10-35x (BENCHMARKS.md, "tiny preset"). Read once, when torch starts OpenMP.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from clutch_core.usage import UsageError  # checks shared with the viewer: the same usage errors
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     _progress_only_on_a_terminal(args, argv)
@@ -106,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `clutch ... | head`: the reader has what it wanted
         _silence_stdout()
         return 0
-    except CliError as e:
+    except (CliError, UsageError) as e:
         print(f"clutch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)

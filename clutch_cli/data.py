@@ -1,4 +1,4 @@
-"""Dataset commands: query, status, verify, card, synth."""
+"""Dataset commands: query, status, verify, card, export, synth."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "DATASET/card/length_hist.png.")
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.set_defaults(func=_card)
+
+    p = sub.add_parser("export", help="write a dataset as a Hugging Face dataset folder (split files + dataset card)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write DATASET as a folder that `datasets.load_dataset(OUT)` loads as it is and "
+                                   "that pushes to the Hugging Face Hub unchanged: OUT/data/<split>-NNNNN.parquet "
+                                   "(the clips of each split, every column, values bit-identical; row groups of "
+                                   "at most 100 clips for the Hub's viewer) and OUT/README.md, a dataset card "
+                                   "with YAML front matter (configs, splits, features, licence, task categories) "
+                                   "and the body of `clutch card`. Timestamps (created_at) are written as their "
+                                   "int64 microseconds since 1970-01-01 UTC, so with_format(\"torch\") works on "
+                                   "every column. OUT is written beside itself first and moved in place.",
+                       epilog="example: clutch export runs/3dhiw --hf runs/3dhiw-hf\n"
+                              "publish:  hf upload USER/NAME runs/3dhiw-hf --repo-type dataset  (docs/export.md)")
+    p.add_argument("dataset", type=Path, help="dataset folder (holds shards/)")
+    p.add_argument("--hf", type=Path, required=True, metavar="OUT",
+                   help="folder to write; must not exist or be empty (see --overwrite)")
+    p.add_argument("--splits", help="comma-separated splits to export, e.g. train,val,test (default: every split "
+                                    "that has clips)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it exists and is not empty")
+    p.add_argument("--license", default="other",
+                   help="licence id for the card's YAML, e.g. cc-by-4.0 (default 'other': set it to the terms "
+                        "of the source videos)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("synth", help="write a SYNTHETIC corpus as ordinary shards (tests, demos, benchmarks)",
                        description="Generate synthetic two-hand motions composed from primitives (reach, grasp, "
@@ -171,6 +194,29 @@ def _card(args) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     print(md)
+    return 0
+
+
+def _export(args) -> int:
+    from storage.export import export_hf
+    from storage.integrity import DamagedFileError
+
+    d = require_dataset(args.dataset)
+    splits = None
+    if args.splits is not None:
+        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+        if not splits:
+            raise CliError("--splits: give at least one split, e.g. train,val,test")
+    try:
+        result = export_hf(d, args.hf, splits, overwrite=args.overwrite, license=args.license)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        raise CliError(str(e)) from None
+    except DamagedFileError as e:
+        print(f"clutch export: error: damaged shard {e}", file=sys.stderr)
+        return 1
+    for split, files in result.files.items():
+        print(f"{split}: {result.rows[split]} clips in {len(files)} file(s) under {result.out / 'data'}")
+    print(f"dataset card: {result.out / 'README.md'}")
     return 0
 
 

@@ -150,8 +150,9 @@ def render_handler(a) -> int:
 
     if (a.dataset is None) == (a.motion is None):
         raise CliError("give either DATASET --clip-id ID or --motion FILE")
-    if a.mano_dir is not None and not Path(a.mano_dir).exists():
-        raise CliError(f"--mano-dir {a.mano_dir}: no such folder")
+    from clutch_core.usage import check_mano_dir
+
+    check_mano_dir(a.mano_dir)
     cfg = RenderConfig(width=a.size, show_source=not a.no_source, mano_dir=a.mano_dir)
     try:
         if a.motion is not None:

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from clutch_cli import CliError, require_dataset
 
@@ -65,25 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_caption)
 
 
-def _check_run(run: Path) -> None:
-    if not run.is_dir():
-        raise CliError(f"{run}: no such run folder")
-    if not (run / "shift").is_dir():
-        raise CliError(f"{run}: not a CLUTCH run (no shift/ inside); train one with "
-                       f"`clutch train DATASET --out {run}`")
-
-
 def _generate(a) -> int:
     from clutch_core.lm.api import generate, generation_warnings
+    from clutch_core.usage import check_generate, check_run
 
-    _check_run(a.run)
+    check_run(a.run)
     kind = a.out.suffix.lower()
     if kind not in OUT_KINDS:
         raise CliError(f"--out {a.out}: the name must end in one of {', '.join(OUT_KINDS)}")
-    if a.samples < 1:
-        raise CliError(f"--samples must be >= 1, got {a.samples}")
-    if any(not t.strip() for t in a.text):
-        raise CliError("TEXT is empty: say what the hands should do")
+    for text in a.text:
+        check_generate(a.run, text, a.seconds, a.samples, a.stage)
     sample = a.sample or a.samples > 1 or a.temperature is not None or a.top_k is not None or a.seed is not None
     seed, temperature = a.seed or 0, 1.0 if a.temperature is None else a.temperature
     print("decoding: " + (f"sampling (temperature {temperature:g}, top-k {a.top_k or 'all'}, seed {seed})"
@@ -100,7 +90,9 @@ def _generate(a) -> int:
         _write_parquet(a.out, a.text, seed, motions)
     for (text, m, name) in _outputs(a.out, a.text, motions):
         if kind == ".npz":
-            np.savez(name, motion=m.motion, presence=m.presence, caption=np.array(text))
+            from clutch_core.render.render import save_motion_file
+
+            save_motion_file(name, m.motion, m.presence, text)
         elif kind == ".mp4":
             from clutch_core.render.render import compose_frames, motion_joints, write_video
 
@@ -141,8 +133,9 @@ def _write_parquet(path: Path, texts: list[str], seed: int, motions: list[list])
 
 def _caption(a) -> int:
     from clutch_core.lm.api import caption
+    from clutch_core.usage import check_run
 
-    _check_run(a.run)
+    check_run(a.run)
     if a.motion is not None:
         from clutch_core.render.render import load_motion_file
 

@@ -25,12 +25,20 @@ def _table(header: list[str], rows: list[tuple]) -> list[str]:
 def write_card(dataset_dir: str | os.PathLike) -> str:
     """Compute the card, write card.md and length_hist.png under DATASET/card/, return the markdown."""
     d = Path(dataset_dir)
+    out_dir = d / CARD_DIR
+    text = card_markdown(d, out_dir / "length_hist.png", "length_hist.png")
+    (out_dir / "card.md").write_text(text)
+    return text
+
+
+def card_markdown(dataset_dir: str | os.PathLike, hist_path: Path, hist_link: str) -> str:
+    """The card as markdown; draws the clip-length histogram to `hist_path`, linked as `hist_link`.
+    Shared by `clutch card` and the Hugging Face export's README (storage.export)."""
+    d = Path(dataset_dir)
     con = connect(d)
     total = con.execute("SELECT count(*), count(DISTINCT video_id), coalesce(sum(num_frames), 0) FROM clips").fetchall()[0]
     if total[0] == 0:
         raise ValueError(f"dataset {d} has no clips (no shard in {d / 'shards'})")
-    out_dir = d / CARD_DIR
-    out_dir.mkdir(exist_ok=True)
     md = [f"# Dataset card: {d.name}", "",
           f"{total[0]} clips from {total[1]} videos, {total[2] / FPS / 3600:.2f} hours at {FPS:g} fps.", ""]
 
@@ -47,7 +55,7 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
 
     md += ["## Captions", ""] + _table(["source", "captions", "clips"], con.sql(
         "SELECT source, count(*), count(DISTINCT clip_id) FROM captions GROUP BY source ORDER BY 2 DESC").fetchall())
-    md += [""]
+    md += [""] + _quality(con)
 
     if (d / LEDGER_FILE).exists():
         ledger = Ledger(d)
@@ -57,11 +65,25 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
                                                   if dropped else ["none recorded"]) + [""]
 
     lengths = [r[0] for r in con.sql("SELECT num_frames FROM clips").fetchall()]
-    _histogram(lengths, out_dir / "length_hist.png")
-    md += ["## Clip lengths", "", "![clip length histogram](length_hist.png)", ""]
-    text = "\n".join(md)
-    (out_dir / "card.md").write_text(text)
-    return text
+    hist_path.parent.mkdir(parents=True, exist_ok=True)
+    _histogram(lengths, hist_path)
+    md += ["## Clip lengths", "", f"![clip length histogram]({hist_link})", ""]
+    return "\n".join(md)
+
+
+def _quality(con) -> list[str]:
+    """Distribution of every numeric field of the `quality` struct, whatever fields the shards carry."""
+    rel = con.sql("SELECT quality.* FROM clips LIMIT 0")
+    fields = [n for n, t in zip(rel.columns, rel.types)
+              if str(t).split("(")[0] in ("FLOAT", "DOUBLE", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "DECIMAL")]
+    rows = []
+    for f in fields:
+        q = f'quality."{f}"'
+        rows.append((f, *con.sql(f"SELECT count({q}), min({q}), quantile_cont({q}, 0.1), median({q}), "
+                                 f"quantile_cont({q}, 0.9), max({q}), avg({q}) FROM clips").fetchall()[0]))
+    rows = [(f, n, *("-" if v is None else f"{float(v):.3g}" for v in stats)) for f, n, *stats in rows]
+    return ["## Quality", "", "Per clip (`quality` column):", ""] + _table(
+        ["field", "clips", "min", "p10", "median", "p90", "max", "mean"], rows) + [""]
 
 
 def _histogram(num_frames: list[int], path: Path) -> None:

@@ -319,16 +319,24 @@ def row_frames(row: dict, cfg: RenderConfig | None = None, dataset: Path | None 
     """Frames of one dataset row (joints3d when present and finite, else FK of motion)."""
     cfg = cfg or RenderConfig()
     pres = np.asarray(row["presence"], bool)
-    joints = row.get("joints3d")
     meshes = mesh_vertices(row["motion"], cfg)
-    if meshes is not None or joints is None or not np.isfinite(np.asarray(joints)[pres]).all() \
-            or not np.abs(np.asarray(joints)[pres]).sum():
-        joints = motion_joints(row["motion"])  # meshes live in the motion's frame: so must the camera
+    joints = clip_joints(row, meshes is not None)
     caps = row.get("captions") or []
     caption = caps[0]["text"] if caps else ""
     video = source_frames(row, cfg.width, dataset) if cfg.show_source else None
-    return compose_frames(np.asarray(joints, np.float32), pres, caption, cfg, row.get("keypoints2d"), row.get("image_size"),
+    return compose_frames(joints, pres, caption, cfg, row.get("keypoints2d"), row.get("image_size"),
                           video, meshes)
+
+
+def clip_joints(row: dict, with_mesh: bool = False) -> np.ndarray:
+    """[T, 2, 21, 3] joints to draw for a row: its tracked joints3d when present and finite, else forward
+    kinematics of its motion (always with a mesh: meshes live in the motion's frame, so must the joints)."""
+    pres = np.asarray(row["presence"], bool)
+    joints = row.get("joints3d")
+    if with_mesh or joints is None or not np.isfinite(np.asarray(joints)[pres]).all() \
+            or not np.abs(np.asarray(joints)[pres]).sum():
+        joints = motion_joints(row["motion"])
+    return np.asarray(joints, np.float32)
 
 
 def mesh_vertices(motion: np.ndarray, cfg: RenderConfig):
@@ -375,6 +383,12 @@ def load_motion_file(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     if presence.shape != (len(motion), 2):
         raise ValueError(f"{path}: presence must be [T, 2] = {[len(motion), 2]}, got {list(presence.shape)}")
     return motion.astype(np.float32), presence.astype(bool), caption
+
+
+def save_motion_file(file, motion: np.ndarray, presence: np.ndarray, caption: str = "") -> None:
+    """Write the .npz that load_motion_file reads (motion [T, 198], presence [T, 2], caption) to a path
+    or a binary file object: what `clutch generate --out X.npz` and the viewer's Download button give."""
+    np.savez(file, motion=np.asarray(motion, np.float32), presence=np.asarray(presence, bool), caption=np.array(caption))
 
 
 def render_motion_file(path: Path, out: Path, cfg: RenderConfig | None = None, caption: str | None = None) -> Path:
