@@ -68,7 +68,7 @@ def add_progress_argument(p: argparse.ArgumentParser) -> None:
                    help="draw progress bars (default: when stderr is a terminal; a log file gets log lines only)")
 
 
-def _progress_only_on_a_terminal(args: argparse.Namespace, argv: list[str]) -> None:
+def progress_only_on_a_terminal(args: argparse.Namespace, argv: list[str]) -> None:
     """Progress bars flood a log file: unless asked for, they are drawn only when stderr is a terminal."""
     if hasattr(args, "progress") and not {"--progress", "--no-progress"} & set(argv):
         args.progress = bool(args.progress) and sys.stderr.isatty()
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    _progress_only_on_a_terminal(args, argv)
+    progress_only_on_a_terminal(args, argv)
     log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     try:
         rc = args.func(args)

@@ -81,7 +81,7 @@ def params_from_args(args: argparse.Namespace, config: type[BaseModel]) -> dict[
     for name, f in config.model_fields.items():
         value, kind = getattr(args, name), _kind(f.annotation)
         if kind == "dict":
-            value = _key_values(name, value)
+            value = key_values(name, value)
             if not value:
                 continue
         elif value is None:
@@ -92,7 +92,7 @@ def params_from_args(args: argparse.Namespace, config: type[BaseModel]) -> dict[
     return out
 
 
-def _key_values(name: str, items: list[str]) -> dict[str, Any]:
+def key_values(name: str, items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -29,11 +29,14 @@ class LMConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
-    warmup_steps: int = 30
+    warmup_steps: int = 30  # the first stage's (pretrain's); later stages start from a trained model
     pretrain_steps: int = 240
     refine_steps: int = 60
     instruct_steps: int = 60
     max_steps: Optional[int] = None  # caps every stage (--max-steps)
+    task_mix: Optional[dict[str, dict[str, float]]] = None  # per stage, overrides clutch_core.lm.data.MIXTURES
+    code_init: bool = False  # embed motion codes along their SHIFT codebook's principal directions (fresh models)
+    buckets: int = 0  # > 0: each batch is one task on clips of one of this many length buckets (less padding)
     noise_density: float = 0.15
     mean_span: float = 3.0
     max_input: int = 256  # tokens

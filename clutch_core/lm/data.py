@@ -67,25 +67,42 @@ MIXTURES: dict[str, dict[str, float]] = {
 }
 
 
-def mixture(stage: str, vocab: MotionVocab) -> dict[str, float]:
-    """The stage's task shares; hand-to-hand needs per-hand streams (not a whole-frame baseline)."""
-    m = {k: v for k, v in MIXTURES[stage].items() if not (k.endswith("h2h") and vocab.whole_frame)}
+def mixture(stage: str, vocab: MotionVocab, mixes: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """The stage's task shares (`mixes` overrides MIXTURES per stage); hand-to-hand needs per-hand streams
+    (not a whole-frame baseline)."""
+    m = (mixes or {}).get(stage) or MIXTURES[stage]
+    unknown = sorted(set(m) - {*templates(), "span_text", "span_motion"})
+    if unknown:
+        raise ValueError(f"task mix of {stage}: unknown task(s) {unknown}")
+    m = {k: v for k, v in m.items() if not (k.endswith("h2h") and vocab.whole_frame)}
     total = sum(m.values())
     return {k: v / total for k, v in m.items()}
 
 
 class Sampler:
-    """Examples for (stage, step): clip, task, template, caption and noise all drawn from step_rng."""
+    """Examples for (stage, step): clip, task, template, caption and noise all drawn from step_rng.
+
+    With `buckets` > 0 a batch is one task on clips of similar length (the step draws the task, then
+    a clip, then the rest of the batch among the clips of that clip's length bucket): a batch pads
+    to its longest example, and a text-to-motion example is long where a motion-to-text one is short
+    (and the other way round in the encoder), so mixed batches are mostly padding. Every clip and
+    task keeps its share over the steps."""
 
     def __init__(self, clips: list[Clip], renderer: Renderer, sentinels: list[int], stage: str, seed: int,
-                 density: float = 0.15, mean_span: float = 3.0):
+                 density: float = 0.15, mean_span: float = 3.0, mixes: dict | None = None, buckets: int = 0):
         if not clips:
             raise ValueError("no training clips with tokens and captions")
         self.clips, self.r, self.sentinels, self.stage, self.seed = clips, renderer, sentinels, stage, seed
         self.density, self.mean_span = density, mean_span
-        self.mix = mixture(stage, renderer.vocab)
+        self.mix = mixture(stage, renderer.vocab, mixes)
         self.motion_sentinels = [renderer.vocab.mask(i) for i in range(renderer.vocab.masks)]
         self._tasks, self._p = list(self.mix), np.array(list(self.mix.values()))
+        order = np.argsort([c.codes.shape[0] for c in clips], kind="stable")
+        k = max(1, min(buckets, len(clips)))
+        self._bucket_of = np.empty(len(clips), int)
+        self._bucket_of[order] = np.arange(len(clips)) * k // len(clips)  # equal-count length buckets
+        self._members = [np.flatnonzero(self._bucket_of == b) for b in range(k)]
+        self._bucketed = buckets > 0
 
     def example(self, rng: np.random.Generator, task: str | None = None, i: int | None = None) -> Example:
         i = int(rng.integers(len(self.clips))) if i is None else i
@@ -106,7 +123,11 @@ class Sampler:
 
     def batch(self, step: int, size: int) -> list[Example]:
         rng = step_rng(self.seed, self.stage, step)
-        return [self.example(rng) for _ in range(size)]
+        if not self._bucketed:
+            return [self.example(rng) for _ in range(size)]
+        task = str(rng.choice(self._tasks, p=self._p))
+        members = self._members[self._bucket_of[int(rng.integers(len(self.clips)))]]
+        return [self.example(rng, task, int(members[rng.integers(len(members))])) for _ in range(size)]
 
 
 def collate(examples: list[Example], pad: int, max_input: int, max_target: int) -> dict[str, torch.Tensor]:

@@ -43,6 +43,30 @@ def build_t5(cfg: LMConfig, tokenizer, vocab: MotionVocab):
     return model
 
 
+@torch.no_grad()
+def init_code_embeddings(model, vocab: MotionVocab, shift) -> None:
+    """Embed each motion code where its SHIFT code vector lies: the codebook's principal directions, scaled
+    to the embedding's own spread. Codes that decode to similar motion start close together, so the
+    language model need not discover from scratch which of hundreds of codes mean nearly the same."""
+    from clutch_core.shift.model import quantizers
+
+    emb = model.get_input_embeddings().weight  # [V, d_model] (tied to the output layer in the tiny T5)
+    books = quantizers(shift)
+    scale = float(emb[:vocab.base].std())
+    for name, size in vocab.codebooks:
+        if name not in books:
+            continue  # the `hands` presence codes of whole-frame tokenizers
+        cb = books[name].codebook.detach().float().cpu()  # [K, D]
+        cb = cb - cb.mean(0)
+        u, sv, _ = torch.linalg.svd(cb, full_matrices=False)
+        k = min(emb.shape[1], u.shape[1])
+        vec = torch.zeros(size, emb.shape[1])
+        vec[:, :k] = u[:, :k] * sv[:k]
+        vec = vec / vec.std().clamp_min(1e-8) * scale
+        start = vocab.book_start(name)
+        emb[start:start + size] = vec.to(emb.dtype)
+
+
 def base_tokenizer(cfg: LMConfig, vocab_base_config: dict, text_dir: Path, captions) -> tuple[Any, MotionVocab]:
     """(tokenizer with motion tokens, vocabulary) for a fresh pretrain stage."""
     from clutch_core.lm.text import train_unigram

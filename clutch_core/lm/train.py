@@ -30,7 +30,8 @@ from clutch_core.lm.config import STAGES, LMConfig
 from clutch_core.lm.data import Clip, Sampler, collate, load_corpus, tokens_for
 from clutch_core.lm.geometry import (MotionTargets, gather_motion_logits, geometric_loss, hard_decode,
                                      joint_error, soft_decode, step_presence)
-from clutch_core.lm.model import TrainingState, base_tokenizer, build_t5, lm_weights_id, load_lm, save_lm
+from clutch_core.lm.model import (TrainingState, base_tokenizer, build_t5, init_code_embeddings, lm_weights_id,
+                                  load_lm, save_lm)
 from clutch_core.lm.tasks import Renderer, task_example, templates
 from clutch_core.lm.text import sentinel_ids
 from clutch_core.lm.vocab import MotionVocab
@@ -118,6 +119,7 @@ class _Stage:
     where: dict[str, int] | None = None  # ... and each clip's index in it
     use_bf16: bool = False
     amp: str = ""
+    warmup: int = 0  # steps of learning-rate warm-up: the base model's first stage only
 
 
 def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cfg: LMConfig,
@@ -170,13 +172,16 @@ def _setup(stage, dataset, run, cfg: LMConfig, out: Path, total: int, tokens: Pa
     shift, stats, shift_config = load_tokenizer(run)
     shift.requires_grad_(False)
     model, tok, vocab = _model(cfg, init, out, shift_config, clips)
+    if init is None and cfg.code_init:
+        init_code_embeddings(model, vocab, shift)
     model.to(device).train()
     shift.to(device)
     renderer = Renderer(tok, vocab)
-    sampler = Sampler(clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span)
+    sampler = Sampler(clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span,
+                      cfg.task_mix, cfg.buckets)
     opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
     s = _Stage(stage, out, total, identity, device, model, tok, vocab, renderer, shift, stats, tokens, clips,
-               sampler, opt, TrainingState(model), 0)
+               sampler, opt, TrainingState(model), 0, warmup=cfg.warmup_steps if init is None else 0)
     if stage == "refine":
         s.frames = load_clips(dataset, "train", [c.clip_id for c in clips]).normalized(stats)
         s.where = {c: i for i, c in enumerate(s.frames.clip_ids)}
@@ -243,7 +248,7 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
     with open(s.out / TRAIN_LOG, "a") as logf:
         while s.step < s.total and (stop_after is None or s.step < stop_after):
             batch = _batch(s, cfg, s.step)
-            lr = lr_at(cfg.lr, cfg.warmup_steps, s.step)
+            lr = lr_at(cfg.lr, s.warmup, s.step)
             for g in s.opt.param_groups:
                 g["lr"] = lr
             with autocast(s.use_bf16, s.device):
@@ -274,7 +279,7 @@ def _refine_loss(s: _Stage, cfg: LMConfig, batch: dict, logits: torch.Tensor, pa
         return 0.0
     ramp, tau = refine_schedule(cfg, s.step, s.total)
     t = _to(t, s.device)
-    t = _valid_only(t)
+    t = valid_only(t)
     pred = soft_decode(gather_motion_logits(logits, t), s.shift, s.vocab, tau, step_presence(t), cfg.straight_through)
     l1, joint = geometric_loss(pred, t, s.stats)
     parts.update(geo_l1=l1.item(), geo_joint_m=joint.item(), tau=tau, geo_factor=ramp)
@@ -285,7 +290,7 @@ def _to(t: MotionTargets, device) -> MotionTargets:
     return MotionTargets(*(x.to(device) for x in (t.rows, t.positions, t.valid, t.motion, t.presence)))
 
 
-def _valid_only(t: MotionTargets) -> MotionTargets:
+def valid_only(t: MotionTargets) -> MotionTargets:
     """Presence cleared on steps past a clip's end (their positions are padding)."""
     stride = t.motion.shape[1] // t.valid.shape[1]
     keep = t.valid.repeat_interleave(stride, 1)[..., None]
@@ -343,7 +348,7 @@ def teacher_forced(model, renderer: Renderer, clips: list[Clip], frames, shift, 
         tot["codes"] += int(code.sum())
         tot["pres_hit"] += int((hit & pres).sum())
         tot["pres"] += int(pres.sum())
-        t = _valid_only(_to(motion_targets(batch, clips, frames, where, vocab), device))
+        t = valid_only(_to(motion_targets(batch, clips, frames, where, vocab), device))
         pred = hard_decode(gather_motion_logits(o.logits, t), shift, vocab, step_presence(t))
         m = float(t.presence.sum())
         tot["err"] += float(joint_error(pred, t, stats)) * m

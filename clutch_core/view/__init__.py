@@ -41,7 +41,8 @@ def target_kind(target: str | os.PathLike) -> str:
         return "run"
     if not t.exists():
         raise UsageError(f"{t}: no such folder (give a dataset or a run folder)")
-    raise UsageError(f"{t}: neither a dataset (no shards/ inside) nor a CLUTCH run (no shift/ inside)")
+    raise UsageError(f"{t}: not a dataset (no shards/ inside) and not a CLUTCH run (no shift/ inside); make a "
+                     f"dataset with `clutch build VIDEOS --out {t}` or train a run with `clutch train DATASET --out {t}`")
 
 
 def serve(target: str | os.PathLike, host: str = "127.0.0.1", port: int = 8080, dataset: str | None = None,

@@ -213,12 +213,12 @@ def test_build_settings_run_the_pipeline_with_hamer(files, shared_data, tmp_path
     import json
 
     from annotators.pipeline import annotate_video
-    from clutch_cli.options import _key_values
+    from clutch_cli.options import key_values
     from flows.config import BuildConfig
 
     kw = {"checkpoint": str(files["ckpt"]), "mano_dir": str(files["mano"]), "device": "cpu"}
     cfg = BuildConfig(videos=("v.mp4",), out=str(tmp_path), tracker="hamer",
-                      annotate=_key_values("annotate", [f"tracker_kwargs={json.dumps(kw)}"])).annotate_config()
+                      annotate=key_values("annotate", [f"tracker_kwargs={json.dumps(kw)}"])).annotate_config()
     assert cfg.tracker == "hamer" and cfg.tracker_kwargs == kw
     res = annotate_video(shared_data / "videos" / "ego_kitchen_4s.mp4", "v", cfg)
     assert res.rows and res.frames_tracked > 0

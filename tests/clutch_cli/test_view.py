@@ -43,7 +43,7 @@ def test_usage_errors_exit_2_with_a_message(dataset, tmp_path, capsys):
     plain = tmp_path / "plain"
     plain.mkdir()
     cases = [
-        (["view", str(plain)], [str(plain), "neither a dataset", "nor a CLUTCH run"]),
+        (["view", str(plain)], [str(plain), "not a dataset", "not a CLUTCH run"]),
         (["view", str(tmp_path / "nope")], ["nope", "no such folder"]),
         (["view", str(dataset), "--where", "presence_left >>> 1"], ["--where", "not a filter"]),
         (["view", str(dataset), "--where", "quality.presence_left > 0.5; DROP VIEW clips"], ["--where"]),
@@ -59,4 +59,4 @@ def test_usage_errors_exit_2_with_a_message(dataset, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "shift").mkdir(parents=True)
     assert main(["view", str(run), "--dataset", str(plain)]) == 2
-    assert "not a dataset folder" in capsys.readouterr().err
+    assert "not a dataset" in capsys.readouterr().err

@@ -167,7 +167,7 @@ def test_usage_errors_exit_2_and_create_nothing(dataset, newer_schema, tmp_path,
     not_ds.mkdir()
     cases = [
         (["export", str(not_ds), "--hf", str(tmp_path / "o1")], [str(not_ds), "not a dataset"]),
-        (["export", str(tmp_path / "nope"), "--hf", str(tmp_path / "o2")], ["nope", "does not exist"]),
+        (["export", str(tmp_path / "nope"), "--hf", str(tmp_path / "o2")], ["nope", "no such folder"]),
         (["export", str(dataset), "--hf", str(tmp_path / "o3"), "--splits", "train,holdout"], ["holdout"]),
         (["export", str(dataset), "--hf", str(dataset.parent)], ["overwrite the dataset"]),
     ]

@@ -104,7 +104,7 @@ def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
     from clutch_core.lm.model import load_lm
     from clutch_core.lm.tasks import Renderer
     from clutch_core.lm.text import sentinel_ids
-    from clutch_core.lm.train import _valid_only, motion_targets
+    from clutch_core.lm.train import valid_only, motion_targets
     from clutch_core.shift.checkpoint import load_tokenizer
     from clutch_core.shift.data import load_clips
 
@@ -121,7 +121,7 @@ def test_refinement_loss_reaches_the_lm_and_lowers_decoded_error(trained):
     assert one_hand, "the fixture corpus has one-hand clips"
     batch = collate([sampler.example(rng, "t2m", i=one_hand[0])] + [sampler.example(rng, "t2m") for _ in range(3)],
                     tok.pad_token_id, 256, 192)
-    t = _valid_only(motion_targets(batch, clips, frames, where, vocab))
+    t = valid_only(motion_targets(batch, clips, frames, where, vocab))
     presence = step_presence(t)
 
     def geo():

@@ -1,0 +1,55 @@
+"""A researcher's first capped run: `clutch train D --out R --max-steps 2` with every default stage, then
+`clutch eval` and `clutch caption` on it, with the transformers and bert-score versions installed here."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clutch_cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+
+@pytest.fixture(scope="module")
+def short_run(prefect_harness, tmp_path_factory):
+    import torch
+
+    root = tmp_path_factory.mktemp("first_hour")
+    dataset, run = root / "synth", root / "run"
+    assert main(["synth", "--out", str(dataset), "--clips", "400", "--seed", "0", "--no-progress"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", str(dataset), "--out", str(run), "--max-steps", "2", "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return dataset, run
+
+
+def test_the_eval_stage_of_a_two_step_run_writes_its_report(short_run, capsys):
+    _, run = short_run
+    text = (run / "eval" / "report.md").read_text()
+    assert text.startswith("# CLUTCH evaluation report\n\n- text-to-motion (given length) R@3 ")
+    assert "## Legend" in text and "val+test" in text  # 28 test clips: the default falls back, and says so
+    m2t = json.loads((run / "eval" / "m2t_metrics.json").read_text())
+    assert m2t["clutch"]["empty_hypotheses"] >= 0 and m2t["clutch"]["bertscore_f1_minilm"] >= 0
+
+
+def test_clutch_eval_and_caption_work_on_it(short_run, tmp_path, capsys):
+    dataset, run = short_run
+    rep = tmp_path / "rep"
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(rep), "--repeats", "3"]) == 0
+    assert (rep / "report.md").read_text().startswith("# CLUTCH evaluation report")
+    stage = json.loads((rep / "metrics.json").read_text())
+    assert {"real", "clutch", "clutch_free", "chance"} <= set(stage)
+    from storage.reader import ClipReader
+
+    clip = ClipReader(dataset).clip_ids("test")[0]
+    capsys.readouterr()
+    assert main(["caption", str(run), "--dataset", str(dataset), "--clip-id", clip]) == 0
+    assert capsys.readouterr().out.strip()  # never an empty caption, whatever a two-step model writes
+    # an explicitly asked split that is too small is refused with the counts, not replaced
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(tmp_path / "r2"), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "the test split has" in err and "train" in err
