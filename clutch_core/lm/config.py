@@ -1,6 +1,6 @@
 """The language-model stages' settings: one typed config, two presets.
 
-`tiny`: a T5 built from a config (random weights) with a Unigram text tokenizer trained
+`tiny`: a T5 built from a config (random weights) with a BPE text tokenizer trained
 on the dataset's captions: runs on a CPU in minutes with nothing downloaded.
 `paper`: flan-t5-base from `base` (a folder, or the hub id google/flan-t5-base, which is
 downloaded only because it is named), AdamW 2e-4 betas (0.9, 0.99) as the authors.
@@ -18,13 +18,15 @@ from layout.run import LM_STAGES as STAGES  # pretrain, refine, instruct
 class LMConfig:
     preset: str = "tiny"
     base: Optional[str] = None  # path or hub id of a T5 (paper: google/flan-t5-base); None: built from the fields below
-    text_vocab: int = 800  # size of the Unigram tokenizer trained on the captions (tiny)
+    text_vocab: int = 800  # size of the BPE tokenizer trained on the captions and templates (tiny; fewer when the words run out)
     d_model: int = 192
     d_ff: int = 512
     layers: int = 3  # encoder and decoder layers each
     heads: int = 4
     d_kv: int = 48
     dropout: float = 0.1
+    rel_buckets: int = 32  # T5 relative-position buckets (half exact, half log-spaced up to rel_max_distance)
+    rel_max_distance: int = 128
     batch: int = 16
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.99)

@@ -37,6 +37,8 @@ def build_t5(cfg: LMConfig, tokenizer, vocab: MotionVocab):
         t5 = T5Config(vocab_size=vocab.size, d_model=cfg.d_model, d_ff=cfg.d_ff, d_kv=cfg.d_kv,
                       num_layers=cfg.layers, num_decoder_layers=cfg.layers, num_heads=cfg.heads,
                       dropout_rate=cfg.dropout, feed_forward_proj="gated-gelu",
+                      relative_attention_num_buckets=cfg.rel_buckets,
+                      relative_attention_max_distance=cfg.rel_max_distance,
                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                       decoder_start_token_id=tokenizer.pad_token_id)
         model = T5ForConditionalGeneration(t5)
@@ -69,14 +71,14 @@ def init_code_embeddings(model, vocab: MotionVocab, shift) -> None:
 
 def base_tokenizer(cfg: LMConfig, vocab_base_config: dict, text_dir: Path, captions) -> tuple[Any, MotionVocab]:
     """(tokenizer with motion tokens, vocabulary) for a fresh pretrain stage."""
-    from clutch_core.lm.text import train_unigram
+    from clutch_core.lm.text import train_text_tokenizer
 
     if cfg.base:
         tok = load_text_tokenizer(cfg.base)
     elif (text_dir / "tokenizer.json").exists():
         tok = load_text_tokenizer(text_dir)
     else:
-        tok = train_unigram(captions, cfg.text_vocab, text_dir)
+        tok = train_text_tokenizer(captions, cfg.text_vocab, text_dir)
     vocab = MotionVocab.from_tokenizer_config(len(tok), vocab_base_config)
     add_motion_tokens(tok, vocab)
     return tok, vocab

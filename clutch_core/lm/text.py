@@ -2,8 +2,8 @@
 
 `paper`: the tokenizer that comes with the base model (flan-t5-base), loaded with
 AutoTokenizer; a hub id is downloaded only because the user named it.
-`tiny`: a Unigram model (the algorithm of T5's SentencePiece vocabulary, through the
-`tokenizers` library) trained offline on the training captions, with T5's special
+`tiny`: a BPE model (through the `tokenizers` library; train_text_tokenizer says why not T5's
+Unigram) trained offline on the training captions and the task templates, with T5's special
 tokens (<pad> 0, </s> 1, <unk> 2) and sentinels <extra_id_0..N>, saved as an ordinary
 transformers tokenizer folder.
 
@@ -29,26 +29,32 @@ def sentinel_ids(tokenizer, n: int = TEXT_SENTINELS) -> list[int]:
     return ids
 
 
-def train_unigram(texts: Iterable[str], vocab_size: int, out: str | os.PathLike):
-    """Train a Unigram tokenizer on `texts` and save it as a transformers tokenizer folder."""
+def train_text_tokenizer(texts: Iterable[str], vocab_size: int, out: str | os.PathLike):
+    """Train a BPE tokenizer on `texts` plus the task templates' own words, save it as a transformers folder.
+
+    BPE, not T5's Unigram: on caption corpora the Unigram trainer of `tokenizers` keeps a few hundred
+    pieces, most of them single characters, whatever vocab_size asks (217 of 800 on `clutch synth`
+    captions: "The" became T, h, e), so captions ran 3-4x longer and the model wrote character soup.
+    BPE merges every frequent word whole. Printable ASCII is in the alphabet, so an English prompt
+    has no unknown character; training is single-threaded-deterministic (same captions, same ids:
+    a resumed stage must see the same vocabulary, and a seed the same weights)."""
+    import string
+
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    from clutch_core.lm.tasks import templates
+
     special = ["<pad>", "</s>", "<unk>"] + [f"<extra_id_{i}>" for i in range(TEXT_SENTINELS)]
-    tok = Tokenizer(models.Unigram())
+    words = [t for options in templates().values() for o in options for t in (o["input"], o["output"])]
+    words = [w.replace("{", " ").replace("}", " ") for w in words] + [f"{x / 10:g} seconds" for x in range(1, 97)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("  ", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special, unk_token="<unk>",
-                                      shrinking_factor=0.75, max_piece_length=16, n_sub_iterations=2)
-    tok.train_from_iterator(sorted(texts), trainer=trainer)
-    # The trainer's result varies from run to run: scores differ in the last bits, ties come out
-    # in any order, and near-tied pieces (single characters 1e-4 apart) swap scores. Rebuild the
-    # model canonically, so the same captions always give the same ids (a resumed stage must see
-    # the same vocabulary, and a seed the same weights).
-    vocab = json.loads(tok.to_str())["model"]["vocab"]
-    fixed = [(p, 0.0) for p in special] + canonical_scores([(p, sc) for p, sc in vocab if p not in special])
-    tok.model = models.Unigram(fixed, unk_id=special.index("<unk>"), byte_fallback=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
+                                  initial_alphabet=list(string.printable.strip()) + ["▁"])
+    tok.train_from_iterator(sorted(texts) + sorted(words), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", tok.token_to_id("</s>"))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
@@ -56,23 +62,6 @@ def train_unigram(texts: Iterable[str], vocab_size: int, out: str | os.PathLike)
     Path(out).mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))
     return fast
-
-
-def canonical_scores(vocab: list[tuple[str, float]], gap: float = 1e-3) -> list[tuple[str, float]]:
-    """(piece, score) sorted by score, with scores rounded to 6 decimals and, within each run of
-    scores closer than `gap` to their neighbour, handed out in piece order: two trainings that
-    differ only by which near-tied piece got which score give the same vocabulary."""
-    ranked = sorted(((p, round(sc, 6)) for p, sc in vocab), key=lambda x: (-x[1], x[0]))
-    out: list[tuple[str, float]] = []
-    k = 0
-    while k < len(ranked):
-        j = k + 1
-        while j < len(ranked) and ranked[j - 1][1] - ranked[j][1] < gap:
-            j += 1
-        scores = [sc for _, sc in ranked[k:j]]
-        out += list(zip(sorted(p for p, _ in ranked[k:j]), scores))
-        k = j
-    return out
 
 
 def load_text_tokenizer(source: str | os.PathLike):

@@ -5,7 +5,7 @@ RUN/<stage>/ (names in layout.run)
   checkpoint.safetensors  training state (weights, AdamW moments, RNG, step), as RUN/shift's
   train_log.jsonl         one line per log_every steps
   metrics.json            written last: the stage is complete
-  text_tokenizer/         (pretrain, tiny preset) the Unigram tokenizer trained on the captions
+  text_tokenizer/         (pretrain, tiny preset) the BPE tokenizer trained on the captions and templates
 
 Each stage starts from the previous stage's model (pretrain from cfg.base or a fresh tiny
 T5), is skipped when metrics.json records the same settings and step count, and resumes

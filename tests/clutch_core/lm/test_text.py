@@ -1,12 +1,25 @@
-"""The text tokenizer trained on the captions: the same captions always give the same vocabulary."""
-from clutch_core.lm.text import canonical_scores
+"""The text tokenizer trained on the captions: whole words, no unknown character, the same ids every time."""
+import subprocess
+import sys
+
+from clutch_core.lm.text import train_text_tokenizer
+
+CAPTIONS = ["The person's right hand extends the index finger to point.", "The left hand waves side to side.",
+            "Both hands rest.", "The right hand grasps the cup, lifts it and then puts it down."] * 20
 
 
-def test_near_tied_pieces_get_their_scores_by_name_whatever_the_trainer_handed_out():
-    a = [("the", -3.2), ("v", -11.957628), ("y", -11.957728), ("q", -11.957828), ("hand", -4.0)]
-    b = [("the", -3.2), ("y", -11.957628), ("q", -11.957728), ("v", -11.957828), ("hand", -4.0000001)]
-    assert canonical_scores(a) == canonical_scores(b)
-    assert canonical_scores(a) == [("the", -3.2), ("hand", -4.0), ("q", -11.957628), ("v", -11.957728),
-                                   ("y", -11.957828)]
-    # pieces whose scores really differ keep their order
-    assert [p for p, _ in canonical_scores([("b", -1.0), ("a", -2.0)])] == ["b", "a"]
+def test_frequent_words_are_one_token_and_prompts_have_no_unknown_character(tmp_path):
+    tok = train_text_tokenizer(CAPTIONS, 800, tmp_path / "t")
+    assert tok.tokenize("The person's right hand extends the index finger") == [
+        "\u2581The", "\u2581person's", "\u2581right", "\u2581hand", "\u2581extends", "\u2581the", "\u2581index", "\u2581finger"]
+    ids = tok("Generate 2.5 seconds of hand motion: A hand juggles #3 (quickly)!")["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == "Generate 2.5 seconds of hand motion: A hand juggles #3 (quickly)!"
+
+
+def test_the_same_captions_give_the_same_tokenizer_in_another_process(tmp_path):
+    code = ("import sys; from clutch_core.lm.text import train_text_tokenizer; "
+            f"train_text_tokenizer({CAPTIONS!r}, 800, sys.argv[1])")
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
