@@ -45,6 +45,8 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
         "SELECT pose_convention, tracker.name || ' ' || tracker.version, count(*) FROM clips "
         "GROUP BY ALL ORDER BY 3 DESC").fetchall()) + [""]
 
+    md += _quality_section(con, out_dir)
+
     md += ["## Captions", ""] + _table(["source", "captions", "clips"], con.sql(
         "SELECT source, count(*), count(DISTINCT clip_id) FROM captions GROUP BY source ORDER BY 2 DESC").fetchall())
     md += [""]
@@ -52,9 +54,10 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
     if (d / LEDGER_FILE).exists():
         ledger = Ledger(d)
         md += ["## Build", "", "Videos per state: " + ", ".join(f"{k} {v}" for k, v in ledger.counts().items()), ""]
-        dropped = ledger.dropped_counts()
-        md += ["Dropped clips by reason:", ""] + (_table(["reason", "clips"], list(dropped.items()))
-                                                  if dropped else ["none recorded"]) + [""]
+        for action in ("dropped", "marked"):
+            counts = ledger.dropped_counts(action)
+            md += [f"{action.capitalize()} clips by reason (`dropped_clips` in `clutch query`):", ""]
+            md += (_table(["reason", "clips"], list(counts.items())) if counts else ["none recorded"]) + [""]
 
     lengths = [r[0] for r in con.sql("SELECT num_frames FROM clips").fetchall()]
     _histogram(lengths, out_dir / "length_hist.png")
@@ -62,6 +65,65 @@ def write_card(dataset_dir: str | os.PathLike) -> str:
     text = "\n".join(md)
     (out_dir / "card.md").write_text(text)
     return text
+
+
+# the quality fields shown as distributions: (field, label, scale, unit)
+QUALITY_ROWS = [
+    ("reproj_px_median", "reprojection error, median", 1.0, "px"),
+    ("reproj_px_p95", "reprojection error, 95th percentile", 1.0, "px"),
+    ("wrist_depth_jump_p95", "wrist-depth jump, 95th percentile", 100.0, "cm"),
+    ("bone_length_cv", "bone-length CV", 1.0, ""),
+    ("fit_rejected", "frames the fit rejected", 100.0, "%"),
+    ("jitter", "jitter", 1.0, "m/s^2"),
+    ("handedness_score", "handedness score", 1.0, ""),
+]
+
+
+def _quality_section(con, out_dir: Path) -> list[str]:
+    """Per-clip quality fields as distributions over the clips (and a histogram), and the flags."""
+    md = ["## Quality", ""]
+    quality_type = dict((r[0], r[1]) for r in con.execute("DESCRIBE clips").fetchall()).get("quality", "")
+    if "reproj_px_median" not in quality_type:
+        return md + ["Written before the quality struct had reprojection and depth figures (schema version 1).", ""]
+    rows = []
+    for field, label, scale, unit in QUALITY_ROWS:
+        q = con.execute(f"SELECT quantile_cont(quality.{field}, [0.05, 0.5, 0.95]), avg(quality.{field}), "
+                        f"max(quality.{field}) FROM clips").fetchone()
+        rows.append((f"{label} ({unit})" if unit else label, *(scale * float(v) for v in (*q[0], q[1], q[2]))))
+    pct = con.execute("SELECT quantile_cont(100 * quality.reproj_px_median / sqrt(image_size[1]^2 + "
+                      "image_size[2]^2), [0.05, 0.5, 0.95]), avg(100 * quality.reproj_px_median / "
+                      "sqrt(image_size[1]^2 + image_size[2]^2)), max(100 * quality.reproj_px_median / "
+                      "sqrt(image_size[1]^2 + image_size[2]^2)) FROM clips").fetchone()
+    rows.insert(1, ("reprojection error, median (% of the image diagonal)", *pct[0], pct[1], pct[2]))
+    md += ["Per clip, over the clips (`quality` in docs/storage.md):", ""]
+    md += _table(["figure", "5th pct", "median", "95th pct", "mean", "max"],
+                 [(r[0], *(f"{v:.3g}" for v in r[1:])) for r in rows]) + [""]
+    flagged = con.execute("SELECT quality.flags, count(*) FROM clips WHERE quality.flags <> '' GROUP BY 1 "
+                          "ORDER BY 2 DESC").fetchall()
+    md += ["Kept clips flagged by a quality threshold (`quality_action` mark):", ""]
+    md += (_table(["flags", "clips"], flagged) if flagged else ["none"]) + [""]
+    _quality_histogram(con, out_dir / "quality_hist.png")
+    return md + ["![quality histograms](quality_hist.png)", ""]
+
+
+def _quality_histogram(con, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [("reproj_px_median", "reprojection median (px)", 1.0), ("wrist_depth_jump_p95",
+                                                                   "wrist-depth jump p95 (cm)", 100.0),
+            ("fit_rejected", "frames rejected by the fit (%)", 100.0)]
+    fig, axes = plt.subplots(1, len(cols), figsize=(10, 3), dpi=100)
+    for ax, (field, label, scale) in zip(axes, cols):
+        ax.hist([scale * r[0] for r in con.execute(f"SELECT quality.{field} FROM clips").fetchall()], bins=30,
+                color="#3a6ea5")
+        ax.set_xlabel(label)
+        ax.set_ylabel("clips")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _histogram(num_frames: list[int], path: Path) -> None:

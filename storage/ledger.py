@@ -397,12 +397,28 @@ class Ledger:
                 out.append((rec, dict(rows)))
         return out
 
+    def dropped_arrow(self):
+        """`clip_records()` as a pyarrow Table (for the DuckDB `dropped_clips` view)."""
+        import pyarrow as pa
+
+        schema = dropped_arrow_schema()
+        return pa.Table.from_pylist([dict(zip(schema.names, r)) for r in self.clip_records()], schema=schema)
+
     def to_arrow(self):
         """Snapshot of the videos table as a pyarrow Table (for the DuckDB `ledger` view)."""
         import pyarrow as pa
 
         rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY video_id")
         return pa.Table.from_pylist([dict(zip(_COLUMNS, r)) for r in rows], schema=ledger_arrow_schema())
+
+
+def dropped_arrow_schema():
+    """Arrow schema of the dropped/marked clips snapshot (the DuckDB `dropped_clips` view)."""
+    import pyarrow as pa
+
+    return pa.schema([("video_id", pa.string()), ("source_uri", pa.string()), ("start_s", pa.float64()),
+                      ("end_s", pa.float64()), ("reason", pa.string()), ("detail", pa.string()),
+                      ("action", pa.string())])
 
 
 def ledger_arrow_schema():
