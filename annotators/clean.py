@@ -213,6 +213,42 @@ def quality_checks(q: dict[str, Any], presence: np.ndarray, image_size: tuple[in
 
 
 _local = threading.local()  # MANO models: one per thread and folder
+_warm_lock = threading.Lock()
+_warm_started = False
+
+
+def warm_up_in_background() -> None:
+    """Once per process, in a daemon thread: import what the clean step needs (scipy.linalg, the
+    fit) and run it on a tiny made-up clip, so the first video does not pay that (~1 s on a busy
+    2-core machine) after its tracking. `clutch build` does it while the Prefect server starts;
+    other entry points get it at their first video, beside its tracking."""
+    global _warm_started
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started = True
+    threading.Thread(target=_warm_up, name="clutch-warm-clean", daemon=True).start()
+
+
+def _warm_up() -> None:
+    import scipy.linalg  # noqa: F401 - the fit's banded solver
+    import torch
+
+    from clutch_core.hands.fit import FitSettings, clip_motion, fit_hands, one_thread
+    from clutch_core.hands.quality import clip_quality, project
+    from clutch_core.hands.skeleton import bone_lengths, rest_skeleton
+
+    rest = np.stack([rest_skeleton(s, dtype=torch.float64).numpy() for s in SIDES])  # [2,21,3]
+    t = np.arange(6)[:, None, None, None]
+    joints = rest[None] + np.array([0.0, 0.0, 0.5]) + 0.005 * t * np.array([1.0, 0.0, 0.0])
+    k = np.array([500.0, 500.0, 320.0, 240.0])
+    kp, present = project(joints, k), np.ones((6, 2), bool)
+    shapes = np.stack([bone_lengths(torch.from_numpy(r)).numpy() for r in rest])
+    with one_thread():
+        fit = fit_hands(kp, joints, present, np.ones((6, 2)), np.zeros(6, int), shapes, k, 800.0,
+                        FitSettings(iterations=2))
+        motion, j = clip_motion(fit.global_orient, fit.local_rots, fit.transl, fit.present, shapes)
+        clip_quality(j, kp, present, np.ones((6, 2)), k, FPS)
 
 
 def _mano_models(mano_dir: str) -> dict:

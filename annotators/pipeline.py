@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from annotators import clipping
-from annotators.clean import CleanClip, clean_video
+from annotators.clean import CleanClip, clean_video, warm_up_in_background
 from annotators.tracking import Detections, HandTracker, load_tracker
 from clutch_core import video
 from clutch_core.video import BadVideoError
@@ -225,6 +225,7 @@ def prewarm_in_background(cfg: AnnotateConfig) -> None:
             pass
         finally:
             done.set()
+        warm_up_in_background()  # the clean step's imports and first calls, next
 
     threading.Thread(target=load, name="clutch-prewarm", daemon=True).start()
 
@@ -341,6 +342,7 @@ def annotate_video(
     """
     cfg = cfg or AnnotateConfig()
     t_start = clock_t = time.perf_counter()
+    warm_up_in_background()  # once per process: the clean step's first call, beside this video's tracking
     clock = _Clock()
     segments = _segments(narrations)
     dec = decode(path, cfg)
@@ -348,12 +350,15 @@ def annotate_video(
         clock_t = clock.add("open", clock_t)
         det, tracked = _track_video(tracker, prober, dec.reader, dec.src_index, cfg, segments, progress, clock)
     clock_t = clock.add("track", clock_t)
-    hands = lift_hands(det, dec, intrinsics)
-    clock_t = clock.add("lift", clock_t)
-    windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
-    t_fit = time.perf_counter()
-    clips, records, counts = clean_video(hands, windows, (dec.info.width, dec.info.height), cfg,
-                                         timer=lambda: clock.add("fit", t_fit))
+    from clutch_core.hands.fit import one_thread
+
+    with one_thread():  # small array work: extra torch/BLAS threads only spin (see one_thread)
+        hands = lift_hands(det, dec, intrinsics)
+        clock_t = clock.add("lift", clock_t)
+        windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
+        t_fit = time.perf_counter()
+        clips, records, counts = clean_video(hands, windows, (dec.info.width, dec.info.height), cfg,
+                                             timer=lambda: clock.add("fit", t_fit))
     dropped += counts
     clock_t = clock.add("clean", clock_t)
     captions = caption(clips, video_id, dec, cfg)

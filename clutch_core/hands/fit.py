@@ -186,12 +186,17 @@ def _frames(kp2d, joints, present, weight, segment, shape) -> tuple[_Frames, tor
 
 @contextmanager
 def one_thread():
-    """Fits are thousands of small ops: extra intra-op threads only add synchronisation (on a busy
-    machine they made a fit several times slower). Restored afterwards."""
+    """One thread for torch, OpenMP and BLAS (numpy's, scipy's) inside: fits are thousands of
+    small ops, and extra threads only add synchronisation. Without it, with OMP_NUM_THREADS
+    unset on 2 busy cores, a video's fit took 3.8 s instead of 0.16 s (BENCHMARKS.md). Restored
+    afterwards."""
+    from threadpoolctl import threadpool_limits
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(n)
 

@@ -91,6 +91,20 @@ def test_fill_short_gaps_mask_long_ones():
     np.testing.assert_allclose(j[5:10, 0], np.cumsum(np.ones((30, 21, 3)), 0)[5:10], atol=1e-5)
 
 
+def test_savgol_is_scipys():
+    from scipy.signal import savgol_filter
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2, 21, 3)).astype(np.float32)
+    present = np.ones((40, 2), bool)
+    present[25, 0] = False  # runs of 25 and 14 frames
+    present[:35, 1] = False  # a run of 5 frames: the window shrinks to 5
+    out = lift.smooth(x, present, 7, 2)
+    np.testing.assert_allclose(out[:25, 0], savgol_filter(x[:25, 0], 7, 2, axis=0), atol=1e-5)
+    np.testing.assert_allclose(out[26:, 0], savgol_filter(x[26:, 0], 7, 2, axis=0), atol=1e-5)
+    np.testing.assert_allclose(out[35:, 1], savgol_filter(x[35:, 1], 5, 2, axis=0), atol=1e-5)
+
+
 def test_savgol_reduces_noise_and_keeps_runs_apart():
     rng = np.random.default_rng(0)
     t_len = 40
