@@ -78,7 +78,7 @@ def _query(args) -> int:
 
     from storage.catalog import connect
 
-    from storage.integrity import DamagedFileError, repair_hint
+    from storage.integrity import DamagedFileError, SchemaVersionError, repair_hint
 
     from storage.remote import is_url
 
@@ -88,7 +88,7 @@ def _query(args) -> int:
     except DamagedFileError as e:
         print(f"clutch query: error: damaged shard {e}; or query the rest with --skip-damaged", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:  # a store URL with nothing there
+    except (FileNotFoundError, SchemaVersionError) as e:  # a store URL with nothing there; an older dataset
         raise CliError(str(e)) from None
     for file, problem in con.execute("SELECT file, problem FROM skipped_shards").fetchall():
         print(f"clutch query: skipped damaged shard {file}: {problem}", file=sys.stderr)
@@ -150,7 +150,12 @@ def _verify(args) -> int:
     if not (d / LEDGER_FILE).exists():
         raise CliError(f"{d / LEDGER_FILE} does not exist: not a dataset written by `clutch build` or `clutch synth`")
     ledger = Ledger(d)
-    report = check(ledger, d, deep=args.deep)
+    from storage.integrity import SchemaVersionError
+
+    try:
+        report = check(ledger, d, deep=args.deep)
+    except SchemaVersionError as e:  # whole files of an older layout: nothing to repair
+        raise CliError(str(e)) from None
     for line in report.lines():
         print(line)
     bad = len({f.file for f in report.findings})

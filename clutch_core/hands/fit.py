@@ -43,7 +43,7 @@ def row_joints(motion, joints3d, presence, hand_shape: Mapping[str, Any] | None,
     present frames. hand_shape None (rows written before it existed): the template skeleton.
     MANO rows need `mano_models` ({"left": smplx MANO, "right": ...}).
     """
-    motion = torch.as_tensor(np.asarray(motion), dtype=torch.float64)
+    motion = torch.as_tensor(np.array(motion, np.float64))
     presence = np.asarray(presence, bool)
     origin = first_wrist(np.asarray(joints3d), presence).astype(np.float64)
     kind = None if hand_shape is None else hand_shape["kind"]
