@@ -10,13 +10,15 @@ same footage and the motion does not simply repeat:
     4. mirrored, reversed
     5. zoomed, forward      a 1.3x crop around the lower middle of the frame (hands look closer; a cut)
 
-and then again from 1 until `seconds` is reached. Each frame is scaled to `size` (area
+and then again from 1 until `seconds` is reached. `--recipe looped` is the video of the earlier
+speed figures in BENCHMARKS.md (forward, then mirrored, in turn). Each frame is scaled to `size` (area
 interpolation) and the result encoded as H.264 (libx264, yuv420p, CRF 20, one encoder thread,
 so the same command writes the same bytes). Default: 1280x720, 30 fps, 20.2 s (the five segments
 once). The video's source is the sample video and its licence is the sample's; never commit the
 output (write it under /tmp).
 
     python benchmarks/make_long_video.py /tmp/ego_kitchen_long_720p.mp4 [--seconds 20.2] [--size 1280x720]
+    python benchmarks/make_long_video.py /tmp/ego_kitchen_looped_720p.mp4 --recipe looped --seconds 17
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from typing import Iterator
 import numpy as np
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "ego_kitchen_4s.mp4"
-SEGMENTS = ("forward", "reversed", "mirrored", "mirrored-reversed", "zoomed")
+RECIPES = {"segments": ("forward", "reversed", "mirrored", "mirrored-reversed", "zoomed"),
+           "looped": ("forward", "mirrored")}
 ZOOM = 1.3  # the zoomed segment shows the middle 1/1.3 of the width ...
 ZOOM_CENTRE = (0.5, 0.6)  # ... centred here (fractions of width, height): where the hands work
 
@@ -51,20 +54,20 @@ def _frames(src: Path, size: tuple[int, int], zoom: bool) -> list[np.ndarray]:
     return out
 
 
-def segment_frames(src: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """The segments of the module docstring, in order, forever (the caller stops)."""
+def segment_frames(src: Path, size: tuple[int, int], recipe: str = "segments") -> Iterator[np.ndarray]:
+    """The segments of a recipe (module docstring), in order, forever (the caller stops)."""
     plain = _frames(src, size, zoom=False)
-    zoomed = _frames(src, size, zoom=True)
+    zoomed = _frames(src, size, zoom=True) if "zoomed" in RECIPES[recipe] else []
     mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in plain]
     by_name = {"forward": plain, "reversed": plain[::-1], "mirrored": mirrored,
                "mirrored-reversed": mirrored[::-1], "zoomed": zoomed}
     while True:
-        for name in SEGMENTS:
+        for name in RECIPES[recipe]:
             yield from by_name[name]
 
 
 def make_long_video(src: Path, dst: Path, seconds: float, size: tuple[int, int] = (1280, 720), fps: int = 30,
-                    crf: int = 20) -> Path:
+                    crf: int = 20, recipe: str = "segments") -> Path:
     """Write `seconds` of the segment sequence of `src` to `dst` (H.264, `size`, `fps`); returns `dst`."""
     import av
 
@@ -76,7 +79,7 @@ def make_long_video(src: Path, dst: Path, seconds: float, size: tuple[int, int] 
         s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
         s.options = {"preset": "veryfast", "crf": str(crf), "threads": "1"}
         s.codec_context.thread_count = 1
-        for k, frame in enumerate(segment_frames(src, size)):
+        for k, frame in enumerate(segment_frames(src, size, recipe)):
             if k >= n:
                 break
             for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -93,9 +96,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.2, help="length (default 20.2: each segment once)")
     ap.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
     ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="segments")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.lower().split("x"))
-    path = make_long_video(Path(args.src), Path(args.out), args.seconds, (w, h), args.fps)
+    path = make_long_video(Path(args.src), Path(args.out), args.seconds, (w, h), args.fps, recipe=args.recipe)
     print(path)
 
 

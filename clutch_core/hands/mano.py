@@ -248,9 +248,8 @@ def _fit_mano(joints, model, side, presence, config, fixed_betas=None) -> ManoFi
     tr = (wrist - rest[0]).clone().requires_grad_(True)
     betas = betas0.clone().requires_grad_(fixed_betas is None)
     w = valid.to(dtype)[:, None]
-    opt = torch.optim.LBFGS([go, hp, tr] + ([betas] if fixed_betas is None else []), lr=1, max_iter=20, tolerance_change=cfg.tolerance,
-                            history_size=20, line_search_fn="strong_wolfe")
-
+    opt = torch.optim.LBFGS([go, hp, tr] + ([betas] if fixed_betas is None else []), lr=1, max_iter=20,
+                            tolerance_change=cfg.tolerance, history_size=20, line_search_fn="strong_wolfe")
 
     def loss_fn():
         pred = joint_fn(go, hp, betas, tr)
@@ -264,8 +263,7 @@ def _fit_mano(joints, model, side, presence, config, fixed_betas=None) -> ManoFi
 
     def closure():
         opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
+        (loss := loss_fn()).backward()
         return loss
 
     prev = None
@@ -276,8 +274,7 @@ def _fit_mano(joints, model, side, presence, config, fixed_betas=None) -> ManoFi
         prev = loss
     with torch.no_grad():
         _, pred = mano_forward(model, go, hp, betas, tr)
-        err = (pred - obs).norm(dim=-1).mean(-1)
-        err = torch.where(valid, err, torch.full_like(err, float("nan")))
+        err = torch.where(valid, (pred - obs).norm(dim=-1).mean(-1), torch.tensor(float("nan"), dtype=dtype))
     secs = time.perf_counter() - t0
     log.debug("MANO fit %s: %d frames, %.2f mm mean error, %.1f s", side, T, err.nanmean().item() * 1000, secs)
     return ManoFit(side, go.detach(), hp.detach(), betas.detach(), tr.detach(), pred.detach(), err, secs)
