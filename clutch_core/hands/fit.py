@@ -119,7 +119,7 @@ class FitSettings:
     orient_sigma: float = 0.6  # rad: wrist rotation against the tracker's
     accel_xy_m: float = 0.02  # wrist acceleration per frame^2 across the image (m)
     accel_z_m: float = 0.004  # ... and in depth, which one camera sees worst (m)
-    depth_speed_m: float = 0.007  # wrist depth change per frame (m): hands rarely move fast in depth
+    depth_speed_m: float = 0.006  # wrist depth change per frame (m): hands rarely move fast in depth
     turn_rad: float = 0.15  # wrist rotation per frame (rad)
     filled_weight: float = 0.3  # 2D weight of frames interpolated over a tracking gap
     reject: float = 0.15  # a hand-frame whose mean 2D error exceeds this fraction of its 2D size is rejected
