@@ -174,13 +174,14 @@ def _lift_path(p: _Prepared, models, cfg) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def _shape_row(shapes: np.ndarray, models) -> dict[str, Any]:
     """The row's hand_shape: the tracks' bone lengths, or with MANO the betas that match them."""
+    from clutch_core.hands.fit import BONE_LENGTHS, MANO_BETAS, shape_rest
+
     if models is None:
-        return {"kind": "bone_lengths", **{s: shapes[h].astype(np.float32).tolist() for h, s in enumerate(SIDES)}}
-    from clutch_core.hands.fit import shape_rest
+        return {"kind": BONE_LENGTHS, **{s: shapes[h].astype(np.float32).tolist() for h, s in enumerate(SIDES)}}
     from clutch_core.hands.mano import track_betas
 
     rest = shape_rest(shapes)
-    return {"kind": "mano_betas",
+    return {"kind": MANO_BETAS,
             **{s: track_betas(models[s], rest[h], s).float().numpy().tolist() for h, s in enumerate(SIDES)}}
 
 

@@ -1,6 +1,13 @@
-"""One rigid hand per track, fitted to the image: the track's shape, and the per-clip fit.
+"""One rigid hand per track, fitted to the image (docs/hands.md, "The fit").
 
-(filled in below)
+    track_shape    one hand's bone lengths for a whole track: robust over confident frames, the
+                   size pulled toward an adult hand (the prior that fixes depth)
+    fit_hands      every present hand-frame of one or more clips at once: wrist translation and
+                   rotation, 15 finger rotations, on the fixed shape; robust 2D reprojection,
+                   the tracker's own 3D pose, a motion prior; depth twins unflipped by Viterbi;
+                   frames the rigid hand cannot explain rejected
+    clip_motion    fitted poses -> the row's motion and joints3d = FK of that motion
+    row_joints     FK of a stored row's motion with its hand_shape (what joints3d must equal)
 """
 from __future__ import annotations
 
@@ -12,13 +19,14 @@ import numpy as np
 import torch
 
 from layout import HAND_DIM, SIDES
+from storage.schema import SHAPE_KINDS
 
 from .motion import motion_to_joints
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from .skeleton import FINGER_CHAINS, PARENTS, bone_lengths, fk_world, ik, rest_from_bone_lengths, rest_skeleton
+from .skeleton import _PALM, FINGER_CHAINS, PARENTS, bone_lengths, fk_world, ik, rest_from_bone_lengths, rest_skeleton
 
-BONE_LENGTHS = "bone_lengths"  # hand_shape kind of skeleton rows: 20 bone lengths per hand (m)
-MANO_BETAS = "mano_betas"  # hand_shape kind of MANO rows: 10 betas per hand
+BONE_LENGTHS = SHAPE_KINDS["skeleton-ik"][0]  # hand_shape kind of skeleton rows: 20 bone lengths per hand (m)
+MANO_BETAS = SHAPE_KINDS["mano"][0]  # hand_shape kind of MANO rows: 10 betas per hand
 
 
 def shape_rest(lengths, dtype=torch.float64) -> torch.Tensor:
@@ -144,7 +152,6 @@ class HandFit:
 
 
 _BONE_PAIRS = np.array([(PARENTS[c], c) for c in range(1, 21)])
-_PALM = (1, 5, 9, 13, 17)  # thumb base and knuckles: carried rigidly by the wrist rotation
 _PARENT_ROT = [3 * f + k if k else 0 for f in range(5) for k in range(3)]  # of each finger rotation, in the 16
 _CHAIN_PIVOT = torch.tensor([c[:3] for c in FINGER_CHAINS])  # [5,3] joints the finger rotations turn about
 _CHAIN_MOVED = torch.tensor([c[1:] for c in FINGER_CHAINS])  # [5,3] joints they move
@@ -166,7 +173,7 @@ class _Frames:
     target_loc: torch.Tensor  # [N,15,3,3] the tracker's finger rotations
 
 
-def _frames(kp2d, joints, present, weight, segment, shape) -> tuple[_Frames, torch.Tensor]:
+def _frames(kp2d, joints, present, weight, segment, shape) -> _Frames:
     """Flatten, and the tracker's own pose (IK of its 3D joints on the track's shape) as target and start."""
     h_idx, t_idx = np.nonzero(present.T)  # sorted by hand, then time
     n = len(t_idx)
@@ -179,9 +186,8 @@ def _frames(kp2d, joints, present, weight, segment, shape) -> tuple[_Frames, tor
     rest = shape_rest(shape)[h_idx]
     j = torch.from_numpy(np.asarray(joints[t_idx, h_idx], np.float64))
     go, loc, _ = ik(j, rest=rest)
-    fr = _Frames(t_idx, h_idx, pairs, triples, torch.from_numpy(np.asarray(kp2d[t_idx, h_idx], np.float64)),
-                 torch.from_numpy(np.asarray(weight[t_idx, h_idx], np.float64)), rest, go, loc)
-    return fr, j
+    return _Frames(t_idx, h_idx, pairs, triples, torch.from_numpy(np.asarray(kp2d[t_idx, h_idx], np.float64)),
+                   torch.from_numpy(np.asarray(weight[t_idx, h_idx], np.float64)), rest, go, loc)
 
 
 @contextmanager
@@ -457,7 +463,7 @@ def fit_hands(kp2d: np.ndarray, joints: np.ndarray, present: np.ndarray, weight:
     """
     st = settings or FitSettings()
     with one_thread(), torch.no_grad():
-        fr, _ = _frames(kp2d, joints, present, weight, np.asarray(segment), shape)
+        fr = _frames(kp2d, joints, present, weight, np.asarray(segment), shape)
         if len(fr.t) == 0:
             return _assemble(fr, *(torch.zeros((0,) + s, dtype=torch.float64) for s in ((3, 3), (15, 3, 3), (3,))),
                              torch.zeros(0, dtype=torch.bool), present)
