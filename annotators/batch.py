@@ -91,6 +91,14 @@ PROGRESS = Progress()
 Annotate = Callable[[VideoInput], Any]
 
 
+def _ledger_records(result, source: str) -> list[tuple]:
+    """The video's dropped and marked clips for the ledger (VideoResult.ledger_records; a stand-in
+    result with only `dropped` counts gets one timeless record per dropped clip)."""
+    if hasattr(result, "ledger_records"):
+        return result.ledger_records(source)
+    return [(None, None, reason, source) for reason, n in result.dropped for _ in range(int(n))]
+
+
 def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: Annotate,
               progress: Progress = PROGRESS) -> BatchOutcome:
     """Annotate `videos`, write their clips as shard part-<batch_key>.parquet, mark them in the ledger."""
@@ -130,8 +138,7 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
             progress.add(failed=1)
             log.error("failed %s", error)
             continue
-        ledger.record_dropped(v.video_id, [(None, None, reason, v.path)
-                                           for reason, n in result.dropped for _ in range(int(n))])
+        ledger.record_dropped(v.video_id, _ledger_records(result, v.path))
         rows.extend(result.rows)
         finished.append(v)
         out.clips += len(result.rows)

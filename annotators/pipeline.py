@@ -9,8 +9,9 @@
              (the dense tracker's own detection while it runs, a presence probe after an
              untracked chunk), frame by frame as they arrive
     lift     left/right association -> lift to the camera frame        clutch_core.hands.lift
-    clean    per clip (narration segments, else hand spans): gap filling, smoothing,
-             quality filter, IK or MANO fit -> motion
+    clean    per clip (narration segments, else hand spans): gap filling, smoothing; one hand
+             shape per track; the rigid hand fitted to all clips at once -> motion, joints3d;
+             quality; thresholds drop or mark clips                    annotators.clean
     caption  the captioner chain                                       annotators.captioning
     rows     storage.rows.make_row
 
@@ -36,6 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from annotators import clipping
+from annotators.clean import CleanClip, clean_video, warm_up_in_background
 from annotators.tracking import Detections, HandTracker, load_tracker
 from clutch_core import video
 from clutch_core.video import BadVideoError
@@ -76,6 +78,8 @@ class AnnotateConfig:
     max_gap: int = 5
     smooth_window: int = 7
     smooth_polyorder: int = 2
+    hand_fit: str = "rigid"  # 'rigid': one hand per track fitted to the image (clutch_core.hands.fit); 'lift': the tracker's joints as they are (the earlier path)
+    fit_iterations: int = 6  # Gauss-Newton steps of the rigid fit
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
     mano_iterations: int = _setting(10, "mano_dir")  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
     # captions
@@ -84,16 +88,29 @@ class AnnotateConfig:
     vlm_frames: int = _setting(4, "vlm")
     vlm_max_new_tokens: int = _setting(48, "vlm")
     vlm_batch_size: int = _setting(4, output=False)  # speed only
-    # quality filters (a clip failing any is dropped and counted)
+    # quality thresholds: a clip failing any is dropped, or kept with its failures in quality.flags
+    # (`quality_action`); either way the ledger lists it (annotators.clean.quality_checks)
+    quality_action: str = "drop"  # 'drop' or 'mark'
     min_presence: float = 0.3  # fraction of frames with at least one hand
     max_jitter: float = 60.0  # m/s^2, mean |acceleration| of joints
     max_bone_cv: float = 0.35  # mean coefficient of variation of bone lengths
+    max_reproj: float = 0.01  # median reprojection error of joints3d, as a fraction of the image diagonal
+    max_depth_jump: float = 0.03  # m, 95th percentile of the wrist-depth change between frames
+    max_fit_rejected: float = 0.3  # fraction of tracked hand-frames the fit rejected
 
     def __post_init__(self) -> None:
         if self.reader not in video.READERS:
             raise ValueError(f"reader must be one of {video.READERS}, got {self.reader!r}")
         if self.color_conversion not in video.COLOR_CONVERSIONS:
             raise ValueError(f"color_conversion must be one of {video.COLOR_CONVERSIONS}, got {self.color_conversion!r}")
+        from annotators.clean import HAND_FITS, QUALITY_ACTIONS
+
+        if self.hand_fit not in HAND_FITS:
+            raise ValueError(f"hand_fit must be one of {HAND_FITS}, got {self.hand_fit!r}")
+        if self.quality_action not in QUALITY_ACTIONS:
+            raise ValueError(f"quality_action must be one of {QUALITY_ACTIONS}, got {self.quality_action!r}")
+        if self.fit_iterations < 1:
+            raise ValueError(f"fit_iterations must be >= 1, got {self.fit_iterations!r}")
         if not 1 <= self.max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be in 1..{MAX_FRAMES} (the dataset layout), got {self.max_frames!r}")
         self.captioners = tuple(self.captioners)
@@ -135,8 +152,22 @@ class VideoResult:
     seconds: float
     image_size: tuple[int, int]
     # wall seconds per step: open, track (incl. presence), wait (tracker waiting for frames, part of
-    # track), presence (part of track), lift, clean, ik (part of clean), caption, rows
+    # track), presence (part of track), lift, clean, fit (part of clean), caption, rows
     seconds_by_step: dict[str, float] = field(default_factory=dict)
+    records: list = field(default_factory=list)  # annotators.clean.ClipRecord of the clips dropped or marked
+
+    def ledger_records(self, source: str) -> list[tuple]:
+        """(start_s, end_s, reason, detail, action) of every dropped or marked clip, for
+        storage.ledger.Ledger.record_dropped; drops without a clip span (too_short, no_hands) get
+        None times and the source as detail."""
+        out = [(r.start_s, r.end_s, r.reason, r.detail, r.action) for r in self.records]
+        spanned: dict[str, int] = {}
+        for r in self.records:
+            if r.action == "dropped":
+                spanned[r.reason] = spanned.get(r.reason, 0) + 1
+        for reason, n in self.dropped:
+            out += [(None, None, reason, source, "dropped")] * max(0, int(n) - spanned.get(reason, 0))
+        return out
 
 
 class _Clock:
@@ -151,7 +182,6 @@ class _Clock:
         return now
 
 
-_local = threading.local()  # MANO models: one per thread and folder
 _pool: dict[tuple, list[HandTracker]] = {}  # idle trackers by settings and role, shared by all threads
 _pool_lock = threading.Lock()
 
@@ -195,6 +225,7 @@ def prewarm_in_background(cfg: AnnotateConfig) -> None:
             pass
         finally:
             done.set()
+        warm_up_in_background()  # the clean step's imports and first calls, next
 
     threading.Thread(target=load, name="clutch-prewarm", daemon=True).start()
 
@@ -295,20 +326,6 @@ class Lifted:
     intrinsics: np.ndarray  # float32 [4] fx, fy, cx, cy
 
 
-@dataclass
-class CleanClip:
-    """One clip that passed the filters (the clean step's result)."""
-
-    start: int  # timeline frames [start, end)
-    end: int
-    joints: np.ndarray  # float32 [T, 2, 21, 3], 0 where absent
-    kp2d: np.ndarray  # float32 [T, 2, 21, 2], NaN where absent
-    presence: np.ndarray  # bool [T, 2]
-    motion: np.ndarray  # float32 [T, 198]
-    quality: dict[str, float]
-    narration: str | None
-
-
 def annotate_video(
     path: str | Path,
     video_id: str,
@@ -325,6 +342,7 @@ def annotate_video(
     """
     cfg = cfg or AnnotateConfig()
     t_start = clock_t = time.perf_counter()
+    warm_up_in_background()  # once per process: the clean step's first call, beside this video's tracking
     clock = _Clock()
     segments = _segments(narrations)
     dec = decode(path, cfg)
@@ -332,16 +350,16 @@ def annotate_video(
         clock_t = clock.add("open", clock_t)
         det, tracked = _track_video(tracker, prober, dec.reader, dec.src_index, cfg, segments, progress, clock)
     clock_t = clock.add("track", clock_t)
-    hands = lift_hands(det, dec, intrinsics)
-    clock_t = clock.add("lift", clock_t)
-    windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
-    clips = []
-    for a, b, text in windows:
-        clip, reason = clean_clip(hands, a, b, text, cfg, clock)
-        if reason:
-            dropped.append((reason, 1))
-        else:
-            clips.append(clip)
+    from clutch_core.hands.fit import one_thread
+
+    with one_thread():  # small array work: extra torch/BLAS threads only spin (see one_thread)
+        hands = lift_hands(det, dec, intrinsics)
+        clock_t = clock.add("lift", clock_t)
+        windows, dropped = clipping.plan_clips(len(dec.src_index), hands.present.any(1), cfg, segments)
+        t_fit = time.perf_counter()
+        clips, records, counts = clean_video(hands, windows, (dec.info.width, dec.info.height), cfg,
+                                             timer=lambda: clock.add("fit", t_fit))
+    dropped += counts
     clock_t = clock.add("clean", clock_t)
     captions = caption(clips, video_id, dec, cfg)
     clock_t = clock.add("caption", clock_t)
@@ -350,7 +368,7 @@ def annotate_video(
     clock.add("rows", clock_t)
     return VideoResult(rows, _merge_counts(dropped), dec.reader.name, len(np.unique(dec.src_index)), tracked,
                        len(dec.src_index), time.perf_counter() - t_start, (dec.info.width, dec.info.height),
-                       clock.s)
+                       clock.s, records)
 
 
 def decode(path: str | Path, cfg: AnnotateConfig) -> Decoded:
@@ -376,33 +394,6 @@ def lift_hands(det: Detections, dec: Decoded, intrinsics: Sequence[float] | None
     return Lifted(joints, tracks.kp2d, tracks.score, tracks.present & ok, k_mat)
 
 
-def clean_clip(hands: Lifted, a: int, b: int, text: str | None, cfg: AnnotateConfig,
-               clock: _Clock | None = None) -> tuple[CleanClip | None, str | None]:
-    """Frames [a, b): fill gaps, smooth, filter, solve the motion. -> (clip, None) or (None, drop reason)."""
-    from clutch_core.hands import lift
-
-    j, kp, pr = lift.fill_gaps(hands.joints[a:b], hands.kp2d[a:b], hands.present[a:b], cfg.max_gap)
-    if not pr.any():
-        return None, "no_hands_in_clip"
-    j = lift.smooth(j, pr, cfg.smooth_window, cfg.smooth_polyorder)
-    q = lift.quality(j, pr, hands.score[a:b], FPS)
-    reason = _filter(q, pr, cfg)
-    if reason:
-        return None, reason
-    j = np.where(pr[..., None, None], j, 0.0).astype(np.float32)
-    kp = np.where(pr[..., None, None], kp, np.nan).astype(np.float32)
-    t_ik = time.perf_counter()
-    if cfg.mano_dir:
-        from clutch_core.hands.mano import FitConfig
-
-        motion = lift.to_motion_mano(j, pr, _mano_models(cfg.mano_dir), FitConfig(iterations=cfg.mano_iterations))
-    else:
-        motion = lift.to_motion(j, pr)
-    if clock is not None:
-        clock.add("ik", t_ik)
-    return CleanClip(a, b, j, kp, pr, motion, q, text), None
-
-
 def caption(clips: list[CleanClip], video_id: str, dec: Decoded, cfg: AnnotateConfig) -> list[list[dict[str, str]]]:
     """The captioner chain over all clips of the video ([{source, text}, ...] per clip)."""
     from annotators.captioning import ClipContext, build_captioners, caption_clips
@@ -420,7 +411,7 @@ def clip_row(c: CleanClip, captions: list[dict[str, str]], path: str | Path, vid
         clip_id=_clip_id(video_id, c), video_id=video_id, source_uri=str(Path(path).resolve()),
         start_s=c.start / FPS, motion=c.motion, presence=c.presence, joints3d=c.joints, keypoints2d=c.kp2d,
         pose_convention="mano" if cfg.mano_dir else "skeleton-ik", captions=captions, tracker=tracker,
-        quality=c.quality, fingerprint=cfg.fingerprint(), reader=dec.reader.name,
+        quality=c.quality, hand_shape=c.hand_shape, fingerprint=cfg.fingerprint(), reader=dec.reader.name,
         image_size=(dec.info.width, dec.info.height), intrinsics=hands.intrinsics)
 
 
@@ -428,33 +419,11 @@ def _clip_id(video_id: str, c: CleanClip) -> str:
     return f"{video_id}-{c.start:06d}"
 
 
-def _filter(q: dict[str, float], present: np.ndarray, cfg: AnnotateConfig) -> str | None:
-    if present.any(1).mean() < cfg.min_presence:
-        return "low_presence"
-    if q["jitter"] > cfg.max_jitter:
-        return "jitter"
-    if q["bone_length_cv"] > cfg.max_bone_cv:
-        return "bone_length_variation"
-    return None
-
-
 def _merge_counts(dropped: list[tuple[str, int]]) -> list[tuple[str, int]]:
     out: dict[str, int] = {}
     for reason, n in dropped:
         out[reason] = out.get(reason, 0) + int(n)
     return sorted(out.items())
-
-
-def _mano_models(mano_dir: str) -> dict:
-    """smplx MANO models for both sides, loaded once per thread and folder."""
-    from clutch_core.hands.mano import load_mano
-
-    cache = getattr(_local, "mano", None)
-    if cache is None:
-        cache = _local.mano = {}
-    if mano_dir not in cache:
-        cache[mano_dir] = {side: load_mano(mano_dir, side) for side in ("left", "right")}
-    return cache[mano_dir]
 
 
 def _attach_keyframes(reader, src_index, spans, contexts, k: int) -> None:

@@ -1,8 +1,8 @@
 """Peak RSS of `clutch build` on long videos made by concatenating the sample.
 
-Makes a 2-minute and a 20-minute video (PyAV, the sample looped with every other copy
-mirrored, re-encoded at 640x360 H.264 to keep disk and encode time small; the decoder
-works at <= 480p either way), builds each into a fresh dataset with `/usr/bin/time -v`
+Makes a 2-minute and a 20-minute video (benchmarks/make_long_video.py: the sample's forward,
+reversed, mirrored and zoomed segments in turn, re-encoded at 640x360 H.264 to keep disk and
+encode time small; the decoder works at <= 480p either way), builds each into a fresh dataset with `/usr/bin/time -v`
 (or resource.getrusage of the children when that is missing) and prints a Markdown table.
 The goal: under 3 GB and the same for both lengths (decoding and tracking stream in chunks).
 
@@ -27,30 +27,6 @@ SAMPLE = ROOT.parent / "shared" / "data" / "videos" / "ego_kitchen_4s.mp4"
 CLUTCH = str(Path(sys.executable).with_name("clutch"))
 
 
-def make_long_video(src: Path, dst: Path, seconds: float, size: tuple[int, int] = (640, 360), fps: int = 30) -> Path:
-    """`src` looped (every other copy mirrored, so no two neighbours are identical) to `seconds`."""
-    import av
-    import numpy as np
-
-    with av.open(str(src)) as c:
-        frames = [f.to_ndarray(width=size[0], height=size[1], format="rgb24") for f in c.decode(video=0)]
-    with av.open(str(dst), "w") as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "28"}
-        n, k = int(seconds * fps), 0
-        while k < n:
-            for f in (frames if (k // len(frames)) % 2 == 0 else [np.ascontiguousarray(x[:, ::-1]) for x in frames]):
-                if k >= n:
-                    break
-                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    out.mux(p)
-                k += 1
-        for p in s.encode():
-            out.mux(p)
-    return dst
-
-
 def peak_rss_mb(cmd: list[str]) -> float:
     """Peak resident set size of `cmd` (MB), by /usr/bin/time -v when present."""
     if Path("/usr/bin/time").exists():
@@ -71,6 +47,7 @@ def main() -> None:
     ap.add_argument("--keep", help="make the videos here and keep them (default: a temporary folder)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    from benchmarks.make_long_video import make_long_video
     from benchmarks.shift import cpu_facts
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="memory-"))
@@ -80,7 +57,7 @@ def main() -> None:
         for m in (float(x) for x in args.minutes.split(",")):
             v = work / f"long_{m:g}min.mp4"
             if not v.exists():
-                make_long_video(Path(args.video), v, m * 60)
+                make_long_video(Path(args.video), v, m * 60, (640, 360))
             out = work / f"ds_{m:g}min"
             shutil.rmtree(out, ignore_errors=True)
             rows.append((m, peak_rss_mb([CLUTCH, "build", str(v), "--out", str(out), "--no-progress"])))
@@ -90,7 +67,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     f = cpu_facts()
     print(f"\nCPU: {f['cpu']}; native bf16: {f['native_bf16']}; load average (1 min): {f['load_avg_1min']:.2f}; "
-          f"videos: {Path(args.video).name} looped (mirrored every other copy), 640x360 H.264 30 fps\n")
+          f"videos: {Path(args.video).name} in segments (benchmarks/make_long_video.py), 640x360 H.264 30 fps\n")
     print("| video | peak RSS of `clutch build` (MB) |\n|---|---|")
     for m, mb in rows:
         print(f"| {m:g} min | {mb:.0f} |")

@@ -61,9 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(the clips of each split, every column, values bit-identical; row groups of "
                                    "at most 100 clips for the Hub's viewer) and OUT/README.md, a dataset card "
                                    "with YAML front matter (configs, splits, features, licence, task categories) "
-                                   "and the body of `clutch card`. Timestamps (created_at) are written as their "
-                                   "int64 microseconds since 1970-01-01 UTC, so with_format(\"torch\") works on "
-                                   "every column. OUT is written beside itself first and moved in place.",
+                                   "and the body of `clutch card`. Every value is kept bit for bit; with_format(\"torch\") "
+                                   "works on every column. OUT is written beside itself first and moved in place.",
                        epilog="example: clutch export runs/3dhiw --hf runs/3dhiw-hf\n"
                               "publish:  hf upload USER/NAME runs/3dhiw-hf --repo-type dataset  (docs/export.md)")
     p.add_argument("dataset", type=Path, help="dataset folder (holds shards/)")
@@ -95,7 +94,7 @@ def _query(args) -> int:
 
     from storage.catalog import connect
 
-    from storage.integrity import DamagedFileError, repair_hint
+    from storage.integrity import DamagedFileError, SchemaVersionError, repair_hint
 
     from storage.remote import is_url
 
@@ -105,7 +104,7 @@ def _query(args) -> int:
     except DamagedFileError as e:
         print(f"clutch query: error: damaged shard {e}; or query the rest with --skip-damaged", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:  # a store URL with nothing there
+    except (FileNotFoundError, SchemaVersionError) as e:  # a store URL with nothing there; an older dataset
         raise CliError(str(e)) from None
     for file, problem in con.execute("SELECT file, problem FROM skipped_shards").fetchall():
         print(f"clutch query: skipped damaged shard {file}: {problem}", file=sys.stderr)
@@ -167,7 +166,12 @@ def _verify(args) -> int:
     if not (d / LEDGER_FILE).exists():
         raise CliError(f"{d / LEDGER_FILE} does not exist: not a dataset written by `clutch build` or `clutch synth`")
     ledger = Ledger(d)
-    report = check(ledger, d, deep=args.deep)
+    from storage.integrity import SchemaVersionError
+
+    try:
+        report = check(ledger, d, deep=args.deep)
+    except SchemaVersionError as e:  # whole files of an older layout: nothing to repair
+        raise CliError(str(e)) from None
     for line in report.lines():
         print(line)
     bad = len({f.file for f in report.findings})

@@ -45,6 +45,7 @@ MANO_JOINT_NAMES = (  # 16 joints of MANO's tree, then the 5 fingertip vertices 
     "thumb1", "thumb2", "thumb3",
     "thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip",
 )
+PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)  # of each joint, MediaPipe order
 # joints_mediapipe[i] = joints_mano[MANO_TO_MEDIAPIPE[i]]
 MANO_TO_MEDIAPIPE = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 # joints_mano[j] = joints_mediapipe[MEDIAPIPE_TO_MANO[j]]

@@ -55,14 +55,15 @@ def card_markdown(dataset_dir: str | os.PathLike, hist_path: Path, hist_link: st
 
     md += ["## Captions", ""] + _table(["source", "captions", "clips"], con.sql(
         "SELECT source, count(*), count(DISTINCT clip_id) FROM captions GROUP BY source ORDER BY 2 DESC").fetchall())
-    md += [""] + _quality(con)
+    md += [""] + _quality(con, Path(hist_path).parent)
 
     if (d / LEDGER_FILE).exists():
         ledger = Ledger(d)
         md += ["## Build", "", "Videos per state: " + ", ".join(f"{k} {v}" for k, v in ledger.counts().items()), ""]
-        dropped = ledger.dropped_counts()
-        md += ["Dropped clips by reason:", ""] + (_table(["reason", "clips"], list(dropped.items()))
-                                                  if dropped else ["none recorded"]) + [""]
+        for action in ("dropped", "marked"):
+            counts = ledger.dropped_counts(action)
+            md += [f"{action.capitalize()} clips by reason (`dropped_clips` in `clutch query`):", ""]
+            md += (_table(["reason", "clips"], list(counts.items())) if counts else ["none recorded"]) + [""]
 
     lengths = [r[0] for r in con.sql("SELECT num_frames FROM clips").fetchall()]
     hist_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,19 +72,53 @@ def card_markdown(dataset_dir: str | os.PathLike, hist_path: Path, hist_link: st
     return "\n".join(md)
 
 
-def _quality(con) -> list[str]:
-    """Distribution of every numeric field of the `quality` struct, whatever fields the shards carry."""
+def _quality(con, out_dir: Path) -> list[str]:
+    """Distribution of every numeric field of the `quality` struct, whatever fields the shards carry; the
+    reprojection error also in % of the image diagonal; the clips a threshold flagged; histograms."""
     rel = con.sql("SELECT quality.* FROM clips LIMIT 0")
     fields = [n for n, t in zip(rel.columns, rel.types)
               if str(t).split("(")[0] in ("FLOAT", "DOUBLE", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "DECIMAL")]
+    exprs = {f: f'quality."{f}"' for f in fields}
+    if "reproj_px_median" in fields:
+        exprs["reproj_px_median (% of the image diagonal)"] = (
+            "100 * quality.reproj_px_median / sqrt(image_size[1]^2 + image_size[2]^2)")
     rows = []
-    for f in fields:
-        q = f'quality."{f}"'
-        rows.append((f, *con.sql(f"SELECT count({q}), min({q}), quantile_cont({q}, 0.1), median({q}), "
-                                 f"quantile_cont({q}, 0.9), max({q}), avg({q}) FROM clips").fetchall()[0]))
+    for name, q in exprs.items():
+        rows.append((name, *con.sql(f"SELECT count({q}), min({q}), quantile_cont({q}, 0.1), median({q}), "
+                                    f"quantile_cont({q}, 0.9), max({q}), avg({q}) FROM clips").fetchall()[0]))
     rows = [(f, n, *("-" if v is None else f"{float(v):.3g}" for v in stats)) for f, n, *stats in rows]
-    return ["## Quality", "", "Per clip (`quality` column):", ""] + _table(
+    md = ["## Quality", "", "Per clip (`quality` column, docs/storage.md):", ""] + _table(
         ["field", "clips", "min", "p10", "median", "p90", "max", "mean"], rows) + [""]
+    if "flags" in rel.columns:
+        flagged = con.execute("SELECT quality.flags, count(*) FROM clips WHERE quality.flags <> '' GROUP BY 1 "
+                              "ORDER BY 2 DESC").fetchall()
+        md += ["Kept clips flagged by a quality threshold (`quality_action` mark):", ""]
+        md += (_table(["flags", "clips"], flagged) if flagged else ["none"]) + [""]
+    if {"reproj_px_median", "wrist_depth_jump_p95", "fit_rejected"} <= set(fields):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _quality_histogram(con, out_dir / "quality_hist.png")
+        md += ["![quality histograms](quality_hist.png)", ""]
+    return md
+
+
+def _quality_histogram(con, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [("reproj_px_median", "reprojection median (px)", 1.0), ("wrist_depth_jump_p95",
+                                                                   "wrist-depth jump p95 (cm)", 100.0),
+            ("fit_rejected", "frames rejected by the fit (%)", 100.0)]
+    fig, axes = plt.subplots(1, len(cols), figsize=(10, 3), dpi=100)
+    for ax, (field, label, scale) in zip(axes, cols):
+        ax.hist([scale * r[0] for r in con.execute(f"SELECT quality.{field} FROM clips").fetchall()], bins=30,
+                color="#3a6ea5")
+        ax.set_xlabel(label)
+        ax.set_ylabel("clips")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _histogram(num_frames: list[int], path: Path) -> None:

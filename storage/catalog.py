@@ -21,7 +21,7 @@ from pathlib import Path
 import logging
 
 from storage.integrity import DamagedFileError
-from storage.ledger import LEDGER_FILE, Ledger, ledger_arrow_schema
+from storage.ledger import LEDGER_FILE, Ledger, dropped_arrow_schema, ledger_arrow_schema
 from storage.schema import CLIP_SCHEMA
 from storage.writer import SHARDS_DIR, list_shards
 
@@ -63,11 +63,12 @@ def fetch_clips(con, dataset_dir: str | os.PathLike, clip_ids: list[str], column
 
 
 def connect(dataset_dir: str | os.PathLike, database: str = ":memory:", skip_damaged: bool = False):
-    """A DuckDB connection with views `clips`, `captions` and `ledger` over DATASET.
+    """A DuckDB connection with views `clips`, `captions`, `ledger` and `dropped_clips` over DATASET.
 
     `clips` re-reads the shard glob at every query, so shards written after connect
     are seen; only a dataset with no shard at connect time gets a fixed empty view.
-    `ledger` is a snapshot taken at connect time. DATASET may be a store URL (s3://bucket/ds,
+    `ledger` and `dropped_clips` (the clips the build's filters dropped or marked, with reason,
+    detail and action) are snapshots taken at connect time. DATASET may be a store URL (s3://bucket/ds,
     see storage.remote): the shards are then read there. A damaged shard raises DamagedFileError
     (naming it and the repair command), or with `skip_damaged` is left out: `clips` is
     then the fixed list of good shards, and table `skipped_shards` says what was left out.
@@ -103,16 +104,18 @@ def connect(dataset_dir: str | os.PathLike, database: str = ":memory:", skip_dam
     else:
         con.register("_clips_empty", CLIP_SCHEMA.empty_table())
         con.execute("CREATE VIEW clips AS SELECT * FROM _clips_empty")
-    ledger = Ledger(d).to_arrow() if (d / LEDGER_FILE).exists() else ledger_arrow_schema().empty_table()
-    return _common_views(con, ledger)
+    led = Ledger(d) if (d / LEDGER_FILE).exists() else None
+    return _common_views(con, ledger_arrow_schema().empty_table() if led is None else led.to_arrow(),
+                         dropped_arrow_schema().empty_table() if led is None else led.dropped_arrow())
 
 
-def _common_views(con, ledger):
-    """The views every dataset connection has besides `clips`: captions, ledger."""
+def _common_views(con, ledger, dropped=None):
+    """The views every dataset connection has besides `clips`: captions, ledger, dropped_clips."""
     con.execute(
         "CREATE VIEW captions AS SELECT clip_id, video_id, split, c.source AS source, c.text AS text "
         "FROM (SELECT clip_id, video_id, split, unnest(captions) AS c FROM clips)")
     con.register("ledger", ledger)
+    con.register("dropped_clips", dropped_arrow_schema().empty_table() if dropped is None else dropped)
     return con
 
 

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+
 HASH_CHUNK = 1 << 20
 
 
@@ -26,6 +28,18 @@ class DamagedFileError(RuntimeError):
     def __init__(self, path: str | os.PathLike, problem: str, fix: str):
         self.path, self.problem, self.fix = Path(path), problem, fix
         super().__init__(f"{self.path}: {problem}. {fix}")
+
+
+class SchemaVersionError(ValueError):
+    """A whole, readable shard written with another clip-schema version: not damage, nothing to
+    repair; the dataset has to be rebuilt (or read with the release that wrote it)."""
+
+    def __init__(self, path: str | os.PathLike, version: str):
+        self.path, self.version = Path(path), version
+        super().__init__(
+            f"{self.path}: written with clip schema version {version}; this CLUTCH reads version {SCHEMA_VERSION} "
+            "(storage/schema.py lists what changed). Build the videos again into a new dataset folder "
+            "(`clutch build VIDEOS --out NEW`); DuckDB and pyarrow still read this file as it is")
 
 
 def repair_hint(dataset_dir: str | os.PathLike) -> str:
@@ -77,6 +91,9 @@ def open_parquet(path: str | os.PathLike, fix: str, columns: Sequence[str] | Non
     except (OSError, pa.ArrowException) as e:  # truncated, not Parquet, unreadable footer
         raise DamagedFileError(path, f"not a readable Parquet file ({_short(e)})", fix) from None
     if columns is not None and f.schema_arrow.names != list(columns):
+        version = (f.schema_arrow.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
+        if version and version != SCHEMA_VERSION:
+            raise SchemaVersionError(path, version)
         raise DamagedFileError(path, f"columns {f.schema_arrow.names} differ from the expected {list(columns)}",
                                fix)
     return f

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS dropped_clips (
     start_s  REAL,
     end_s    REAL,
     reason   TEXT NOT NULL,
-    detail   TEXT
+    detail   TEXT,
+    action   TEXT
 );
 CREATE INDEX IF NOT EXISTS dropped_video ON dropped_clips(video_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +72,8 @@ CREATE TABLE IF NOT EXISTS shards (
 """
 # Columns added after the first release: ledgers written before get them on open (NULL = unknown).
 _ADDED_COLUMNS = {"num_clips": "INTEGER", "clips_sha256": "TEXT"}
+_ADDED_DROPPED_COLUMNS = {"action": "TEXT"}  # 'dropped' or 'marked' (NULL: dropped, written before marking existed)
+CLIP_ACTIONS = ("dropped", "marked")
 _COLUMNS = ("video_id", "source_uri", "state", "attempts", "error", "shard", "fingerprint", "worker",
             "created_at", "updated_at", "started_at", "finished_at", *_ADDED_COLUMNS)
 
@@ -127,10 +130,11 @@ class Ledger:
         try:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the database file
             db.executescript(_DDL)
-            have = {r[1] for r in db.execute("PRAGMA table_info(videos)")}
-            for col, typ in _ADDED_COLUMNS.items():
-                if col not in have:
-                    db.execute(f"ALTER TABLE videos ADD COLUMN {col} {typ}")
+            for table, added in (("videos", _ADDED_COLUMNS), ("dropped_clips", _ADDED_DROPPED_COLUMNS)):
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                for col, typ in added.items():
+                    if col not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
         finally:
             db.close()
 
@@ -352,17 +356,35 @@ class Ledger:
         out.update(dict(self._query("SELECT state, count(*) FROM videos GROUP BY state")))
         return out
 
-    # -- dropped clips (for the dataset card) --------------------------------
-    def record_dropped(self, video_id: str, dropped: Iterable[tuple[float | None, float | None, str, str | None]]) -> None:
-        """Replace the video's dropped-clip records: (start_s, end_s, reason, detail) per dropped clip."""
-        items = [(video_id, s, e, r, d) for s, e, r, d in dropped]
+    # -- dropped and marked clips (the build's filters; for the dataset card) ----
+    def record_dropped(self, video_id: str, dropped: Iterable[tuple]) -> None:
+        """Replace the video's records of clips the filters dropped or marked: (start_s, end_s,
+        reason, detail[, action]) per clip; action 'dropped' (the default) or 'marked' (kept,
+        flagged in its quality struct)."""
+        items = []
+        for rec in dropped:
+            s, e, r, d, *rest = rec
+            action = rest[0] if rest else "dropped"
+            if action not in CLIP_ACTIONS:
+                raise ValueError(f"action must be one of {CLIP_ACTIONS}, got {action!r}")
+            items.append((video_id, s, e, r, d, action))
         with self._tx() as db:
             db.execute("DELETE FROM dropped_clips WHERE video_id = ?", (video_id,))
-            db.executemany("INSERT INTO dropped_clips VALUES (?, ?, ?, ?, ?)", items)
+            db.executemany("INSERT INTO dropped_clips (video_id, start_s, end_s, reason, detail, action) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", items)
 
-    def dropped_counts(self) -> dict[str, int]:
-        """Dropped clips per reason over the whole dataset."""
-        return dict(self._query("SELECT reason, count(*) FROM dropped_clips GROUP BY reason ORDER BY 2 DESC"))
+    def dropped_counts(self, action: str = "dropped") -> dict[str, int]:
+        """Clips per reason over the whole dataset that the filters dropped (or marked)."""
+        return dict(self._query("SELECT reason, count(*) FROM dropped_clips WHERE coalesce(action, 'dropped') = ? "
+                                "GROUP BY reason ORDER BY 2 DESC, 1", (action,)))
+
+    def clip_records(self, action: str | None = None) -> list[tuple]:
+        """Every dropped or marked clip: (video_id, source_uri, start_s, end_s, reason, detail, action),
+        by video and time; only one action when given."""
+        rows = self._query("SELECT d.video_id, v.source_uri, d.start_s, d.end_s, d.reason, d.detail, "
+                           "coalesce(d.action, 'dropped') AS a FROM dropped_clips d LEFT JOIN videos v USING (video_id) "
+                           "ORDER BY d.video_id, d.start_s, d.reason")
+        return [r for r in rows if action is None or r[6] == action]
 
     def clipless(self) -> list[tuple[VideoRecord, dict[str, int]]]:
         """Videos done with zero clips, each with its dropped-clip reasons ({reason: count})."""
@@ -370,9 +392,17 @@ class Ledger:
         for rec in self.by_state("done"):
             if rec.shard is None:
                 rows = self._query("SELECT reason, count(*) FROM dropped_clips WHERE video_id = ? "
-                                   "GROUP BY reason ORDER BY 2 DESC, 1", (rec.video_id,))
+                                   "AND coalesce(action, 'dropped') = 'dropped' GROUP BY reason ORDER BY 2 DESC, 1",
+                                   (rec.video_id,))
                 out.append((rec, dict(rows)))
         return out
+
+    def dropped_arrow(self):
+        """`clip_records()` as a pyarrow Table (for the DuckDB `dropped_clips` view)."""
+        import pyarrow as pa
+
+        schema = dropped_arrow_schema()
+        return pa.Table.from_pylist([dict(zip(schema.names, r)) for r in self.clip_records()], schema=schema)
 
     def to_arrow(self):
         """Snapshot of the videos table as a pyarrow Table (for the DuckDB `ledger` view)."""
@@ -380,6 +410,15 @@ class Ledger:
 
         rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY video_id")
         return pa.Table.from_pylist([dict(zip(_COLUMNS, r)) for r in rows], schema=ledger_arrow_schema())
+
+
+def dropped_arrow_schema():
+    """Arrow schema of the dropped/marked clips snapshot (the DuckDB `dropped_clips` view)."""
+    import pyarrow as pa
+
+    return pa.schema([("video_id", pa.string()), ("source_uri", pa.string()), ("start_s", pa.float64()),
+                      ("end_s", pa.float64()), ("reason", pa.string()), ("detail", pa.string()),
+                      ("action", pa.string())])
 
 
 def ledger_arrow_schema():

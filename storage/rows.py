@@ -27,7 +27,8 @@ def make_row(
     pose_convention: str,
     captions: Sequence[Mapping[str, str]],
     tracker: Mapping[str, str],
-    quality: Mapping[str, float],
+    quality: Mapping[str, Any],
+    hand_shape: Mapping[str, Any],  # {"kind": "bone_lengths" | "mano_betas", "left": [...], "right": [...]}
     fingerprint: str,
     reader: str,
     image_size: Sequence[int],  # [width, height]
@@ -42,7 +43,7 @@ def make_row(
         "num_frames": n, "split": split_for(video_id),
         "motion": motion, "presence": presence, "joints3d": joints3d, "keypoints2d": keypoints2d,
         "pose_convention": pose_convention, "captions": [dict(c) for c in captions], "tracker": dict(tracker),
-        "quality": dict(quality), "created_at": created_at or dt.datetime.now(dt.timezone.utc),
+        "quality": dict(quality), "hand_shape": dict(hand_shape), "created_at": created_at or dt.datetime.now(dt.timezone.utc),
         "fingerprint": fingerprint, "reader": reader,
         "image_size": np.asarray(image_size, np.int32), "intrinsics": np.asarray(intrinsics, np.float32),
     }

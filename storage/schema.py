@@ -10,6 +10,14 @@ A row is a plain dict; array fields are numpy arrays with these shapes (T = num_
     presence    bool    [T, 2]          hand 0 = left, 1 = right
     joints3d    float32 [T, 2, 21, 3]   metres, camera frame, OpenPose/MediaPipe order
     keypoints2d float32 [T, 2, 21, 2]   pixels, NaN where the hand is absent
+
+Version history (the version is stored in each shard's metadata, SCHEMA_VERSION_KEY):
+    1  the first layout
+    2  `hand_shape` (one rigid hand per track: the shape `joints3d` are forward kinematics of
+       `motion` with); `quality` gains the reprojection error, the wrist-depth jump, the fraction
+       of frames the fit rejected and `flags` (the quality thresholds a kept clip failed);
+       `created_at` is int64 microseconds since 1970-01-01 UTC (was a timestamp, which tensor
+       formats such as Hugging Face datasets' `with_format("torch")` cannot hold)
 """
 from __future__ import annotations
 
@@ -21,11 +29,12 @@ import pyarrow as pa
 
 from layout import FPS, FRAME_DIM, HAND_DIM, MAX_FRAMES, NUM_JOINTS  # noqa: F401 (re-exported for readers)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SCHEMA_VERSION_KEY = b"clutch.schema_version"
 
 SPLITS = ("train", "val", "test")
 POSE_CONVENTIONS = ("mano", "skeleton-ik")
+SHAPE_KINDS = {"skeleton-ik": ("bone_lengths", 20), "mano": ("mano_betas", 10)}  # pose_convention -> hand_shape
 
 _f32 = pa.float32()
 
@@ -41,8 +50,18 @@ QUALITY_TYPE = pa.struct(
         ("jitter", _f32),  # mean |acceleration| of present joints, m/s^2
         ("bone_length_cv", _f32),  # mean coefficient of variation of bone lengths
         ("handedness_score", _f32),  # mean tracker handedness confidence (1.0 synthetic)
+        ("reproj_px_median", _f32),  # joints3d projected through intrinsics vs keypoints2d: median px (image_size)
+        ("reproj_px_p95", _f32),  # ... its 95th percentile
+        ("wrist_depth_jump_p95", _f32),  # |wrist depth change| between consecutive present frames, p95, metres
+        ("fit_rejected", _f32),  # fraction of the clip's tracked hand-frames the fit rejected (now absent)
+        ("flags", pa.string()),  # quality thresholds the clip failed, comma-separated ('' = none; see docs/storage.md)
     ]
 )
+QUALITY_FIELDS = [f.name for f in QUALITY_TYPE]
+# One hand shape per track: kind 'bone_lengths' (20 per hand, metres, bone i ends at joint i+1 in
+# MediaPipe order; skeleton-ik rows) or 'mano_betas' (10 per hand; mano rows). joints3d = forward
+# kinematics of motion with it (clutch_core.hands.fit.row_joints).
+HAND_SHAPE_TYPE = pa.struct([("kind", pa.string()), ("left", pa.list_(_f32)), ("right", pa.list_(_f32))])
 CAPTION_TYPE = pa.struct([("source", pa.string()), ("text", pa.string())])
 TRACKER_TYPE = pa.struct([("name", pa.string()), ("version", pa.string())])
 
@@ -64,7 +83,8 @@ CLIP_SCHEMA = pa.schema(
         pa.field("captions", pa.list_(CAPTION_TYPE), nullable=False),
         pa.field("tracker", TRACKER_TYPE, nullable=False),
         pa.field("quality", QUALITY_TYPE, nullable=False),
-        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("hand_shape", HAND_SHAPE_TYPE, nullable=False),
+        pa.field("created_at", pa.int64(), nullable=False),  # microseconds since 1970-01-01 UTC (write time)
         # Not in the minimal contract, kept because renderers and resume need them.
         pa.field("fingerprint", pa.string()),  # hash of output-changing settings
         pa.field("reader", pa.string()),  # decord | pyav | synthetic
@@ -123,9 +143,45 @@ def validate_row(row: Mapping[str, Any]) -> None:
             raise RowValidationError(cid, name, f"shape {a.shape}, expected {(int(t), *shape)}")
         if dtype is np.float32 and name != "keypoints2d" and not np.isfinite(a).all():
             raise RowValidationError(cid, name, "contains NaN or inf")
+    _validate_quality(cid, row["quality"])
+    _validate_shape(cid, row["hand_shape"], row["pose_convention"])
     caps = row["captions"]
     if not caps or any(not c.get("source") or not str(c.get("text", "")).strip() for c in caps):
         raise RowValidationError(cid, "captions", "need at least one caption with source and text")
+
+
+def _validate_quality(cid: str, q: Mapping[str, Any]) -> None:
+    missing = [k for k in QUALITY_FIELDS if k not in q or q[k] is None]
+    if missing:
+        raise RowValidationError(cid, "quality", f"missing {missing}")
+    bad = [k for k in QUALITY_FIELDS if k != "flags" and not np.isfinite(float(q[k]))]
+    if bad:
+        raise RowValidationError(cid, "quality", f"not finite: {bad}")
+
+
+def _validate_shape(cid: str, shape: Mapping[str, Any], convention: str) -> None:
+    kind, n = SHAPE_KINDS[convention]
+    if shape.get("kind") != kind:
+        raise RowValidationError(cid, "hand_shape", f"kind must be {kind!r} for pose_convention {convention!r}, "
+                                                    f"got {shape.get('kind')!r}")
+    for side in ("left", "right"):
+        v = np.asarray(shape.get(side, ()), np.float64)
+        if v.shape != (n,) or not np.isfinite(v).all():
+            raise RowValidationError(cid, "hand_shape", f"{side}: need {n} finite values, got shape {v.shape}")
+        if kind == "bone_lengths" and (v <= 0).any():
+            raise RowValidationError(cid, "hand_shape", f"{side}: bone lengths must be > 0")
+
+
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def epoch_us(t: _dt.datetime | int) -> int:
+    """`created_at` as stored: microseconds since 1970-01-01 UTC (an int passes through)."""
+    if isinstance(t, (int, np.integer)):
+        return int(t)
+    if t.tzinfo is None:
+        raise ValueError(f"created_at {t}: give a timezone-aware datetime (e.g. UTC)")
+    return (t - EPOCH) // _dt.timedelta(microseconds=1)
 
 
 def rows_to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
@@ -138,11 +194,14 @@ def rows_to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
             cols[f.name] = _nested_array([np.asarray(r[f.name]) for r in rows], f.type)
         elif f.name == "created_at":
             now = _dt.datetime.now(_dt.timezone.utc)
-            cols[f.name] = pa.array([r.get("created_at") or now for r in rows], f.type)
+            cols[f.name] = pa.array([epoch_us(r.get("created_at") or now) for r in rows], f.type)
         else:
             vals = [r.get(f.name) for r in rows]
             if f.name in ("image_size", "intrinsics"):
                 vals = [None if v is None else [x for x in np.asarray(v).tolist()] for v in vals]
+            elif f.name == "hand_shape":
+                vals = [{"kind": v["kind"], "left": np.asarray(v["left"], np.float32).tolist(),
+                         "right": np.asarray(v["right"], np.float32).tolist()} for v in vals]
             cols[f.name] = pa.array(vals, f.type)
     return pa.Table.from_arrays(list(cols.values()), schema=CLIP_SCHEMA)
 

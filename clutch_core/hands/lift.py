@@ -11,7 +11,8 @@ Steps (each a function, composed by annotators.pipeline):
 4. `to_motion`: skeleton IK (clutch_core.hands.motion.joints_to_motion) -> [T, 198],
    translation shifted so the first valid wrist of the clip is the origin; or
    `to_motion_mano`: a MANO fit (clutch_core.hands.mano) when MANO files are given.
-5. `quality`: the schema's quality struct.
+The per-clip fit that replaces steps 3-4 by default (one rigid hand per track, fitted to the
+image) is clutch_core.hands.fit; the quality figures are clutch_core.hands.quality.
 
 Default intrinsics (no calibration in the manifest): fx = fy = 0.5 * max(W, H), principal
 point at the image centre, i.e. a 90 degree field of view across the long side. Head-
@@ -146,46 +147,40 @@ def associate(kp2d, world, label, score, diag: float, gate: float = 0.08, max_sk
     return out
 
 
-def solve_translation(world: np.ndarray, kp2d: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Camera translation t of hand-centred points so that world + t projects onto kp2d.
-
-    world [21, 3] metres (camera-aligned axes), kp2d [21, 2] pixels -> t [3]. Each point
-    gives two equations linear in t: fx (X + tx) = (u - cx)(Z + tz), same for y.
-    """
-    fx, fy, cx, cy = [float(x) for x in intrinsics]
-    du, dv = kp2d[:, 0] - cx, kp2d[:, 1] - cy
-    n = len(world)
-    zero, ones = np.zeros(n), np.ones(n)
-    a = np.concatenate([np.stack([fx * ones, zero, -du], 1), np.stack([zero, fy * ones, -dv], 1)])
-    b = np.concatenate([du * world[:, 2] - fx * world[:, 0], dv * world[:, 2] - fy * world[:, 1]])
-    return np.linalg.lstsq(a, b, rcond=None)[0]
-
-
 def lift_to_camera(tracks: HandTracks, intrinsics: np.ndarray, max_reproj: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Place each present hand in the camera frame -> (joints3d float32 [T, 2, 21, 3] metres, ok [T, 2]).
 
     MediaPipe's world landmarks are metric and already in camera orientation (on the
     sample video the 2D and 3D wrist-to-middle-MCP directions agree, cosine >= 0.98), so
-    only the translation is unknown and `solve_translation` finds it in closed form. A
-    full PnP (cv2.solvePnP, SQPnP) also re-estimates the rotation and, the palm being
-    nearly planar, flips it between frames (jumps up to 170 degrees measured); its
-    translation is no better. Hands that land behind the camera or reproject worse than
-    max_reproj * image diagonal are dropped.
+    only the translation is unknown and `fit.solve_translations` finds it in closed form, for
+    all hand-frames at once. A full PnP (cv2.solvePnP, SQPnP) also re-estimates the rotation
+    and, the palm being nearly planar, flips it between frames (jumps up to 170 degrees
+    measured); its translation is no better. Hands that land behind the camera or reproject
+    worse than max_reproj * image diagonal are dropped.
     """
-    fx, fy, cx, cy = [float(x) for x in intrinsics]
+    import torch
+
+    from clutch_core.hands.fit import solve_translations
+    from clutch_core.hands.quality import project
+
+    cx, cy = float(intrinsics[2]), float(intrinsics[3])
     diag = 2.0 * float(np.hypot(cx, cy))
     t_len = len(tracks.present)
     joints = np.full((t_len, 2, 21, 3), np.nan, np.float32)
     ok = np.zeros((t_len, 2), bool)
-    for t, h in zip(*np.nonzero(tracks.present)):
-        w = tracks.world[t, h].astype(np.float64)
-        p = tracks.kp2d[t, h].astype(np.float64)
-        cam = w + solve_translation(w, p, intrinsics)
-        if not (np.isfinite(cam).all() and (cam[:, 2] > 0.02).all()):
-            continue
-        proj = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], 1)
-        if np.linalg.norm(proj - p, axis=1).mean() <= max_reproj * diag:
-            joints[t, h], ok[t, h] = cam, True
+    ti, hi = np.nonzero(tracks.present)
+    if not len(ti):
+        return joints, ok
+    w = tracks.world[ti, hi].astype(np.float64)
+    p = tracks.kp2d[ti, hi].astype(np.float64)
+    with torch.no_grad():
+        t = solve_translations(torch.from_numpy(w), torch.from_numpy(p), intrinsics).numpy()
+    cam = w + t[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.linalg.norm(project(cam, intrinsics) - p, axis=-1).mean(-1)
+    good = np.isfinite(cam).all((1, 2)) & (cam[..., 2] > 0.02).all(1) & (err <= max_reproj * diag)
+    joints[ti[good], hi[good]] = cam[good]
+    ok[ti[good], hi[good]] = True
     return joints, ok
 
 
@@ -212,17 +207,37 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def smooth(joints: np.ndarray, present: np.ndarray, window: int = 7, polyorder: int = 2) -> np.ndarray:
-    """Savitzky-Golay along time over each present run of each hand ([T, 2, 21, 3] -> same)."""
-    from scipy.signal import savgol_filter
+    """Savitzky-Golay along time over each present run of each hand ([T, 2, 21, 3] -> same).
 
+    The same numbers as scipy.signal.savgol_filter(mode="interp"): inside a run each frame gets
+    the value at its centre of the polynomial fitted to the window around it, the first and last
+    window // 2 frames the values of the polynomial fitted to the first and last window. Written
+    with numpy (one projection matrix per window size) so the build does not import scipy.signal
+    (0.8 s on a busy 2-core machine, paid by the first video of every process).
+    """
     out = joints.copy()
     for h in range(present.shape[1]):
         for a, b in _runs(present[:, h]):
             n = b - a
             win = min(window, n if n % 2 else n - 1)
             if win > polyorder:
-                out[a:b, h] = savgol_filter(joints[a:b, h], win, polyorder, axis=0)
+                out[a:b, h] = _savgol_run(joints[a:b, h], win, polyorder)
     return out
+
+
+def _savgol_run(x: np.ndarray, win: int, polyorder: int) -> np.ndarray:
+    """x [n, ...] (n >= win, win odd) smoothed along axis 0 (see `smooth`)."""
+    half = win // 2
+    pos = np.arange(win) - half
+    vander = pos[:, None] ** np.arange(polyorder + 1)  # [win, order + 1]
+    proj = vander @ np.linalg.pinv(vander)  # [win, win]: window values -> fitted values at each position
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(flat, win, axis=0)  # [n - win + 1, F, win]
+    out = np.empty_like(flat)
+    out[half:len(x) - half] = windows @ proj[half]
+    out[:half] = proj[:half] @ flat[:win]
+    out[len(x) - half:] = proj[win - half:] @ flat[-win:]
+    return out.reshape(x.shape).astype(x.dtype)
 
 
 def to_motion(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -265,41 +280,11 @@ def to_motion_mano(joints: np.ndarray, present: np.ndarray, models: dict, fit_co
 
 def _from_first_wrist(motion: np.ndarray, joints: np.ndarray, present: np.ndarray) -> np.ndarray:
     """motion [T, 198] with each seen hand's translation relative to the clip's origin (`first_wrist`)."""
+    from clutch_core.hands.fit import first_wrist
+
     hands = motion.reshape(len(motion), len(SIDES), HAND_DIM)  # a view
     origin = first_wrist(joints, present)
     for h in range(len(SIDES)):
         if present[:, h].any():
             hands[:, h, TRANSL] -= origin
     return motion.astype(np.float32)
-
-
-def first_wrist(joints: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Wrist of the first frame with a hand (the left one if both): the clip's origin ([3])."""
-    t = int(np.flatnonzero(present.any(1))[0])
-    h = 0 if present[t, 0] else 1
-    return joints[t, h, 0].astype(np.float32)
-
-
-_BONES = [(p, c) for c, p in enumerate((-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)) if p >= 0]
-
-
-def quality(joints: np.ndarray, present: np.ndarray, score: np.ndarray, fps: float) -> dict[str, float]:
-    """Schema quality struct: presence per hand, jitter (mean |accel| m/s^2), bone-length CV, handedness."""
-    jit, cvs = [], []
-    for h in range(2):
-        p = present[:, h]
-        trip = p[2:] & p[1:-1] & p[:-2]
-        if trip.any():
-            acc = (joints[2:, h] - 2 * joints[1:-1, h] + joints[:-2, h])[trip] * fps**2
-            jit.append(float(np.linalg.norm(acc, axis=-1).mean()))
-        if p.sum() >= 2:
-            j = joints[p, h]
-            bl = np.stack([np.linalg.norm(j[:, c] - j[:, a], axis=-1) for a, c in _BONES], 1)  # [n, 20]
-            cvs.append(float((bl.std(0) / np.maximum(bl.mean(0), 1e-6)).mean()))
-    return {
-        "presence_left": float(present[:, 0].mean()),
-        "presence_right": float(present[:, 1].mean()),
-        "jitter": float(np.mean(jit)) if jit else 0.0,
-        "bone_length_cv": float(np.mean(cvs)) if cvs else 0.0,
-        "handedness_score": float(score[present].mean()) if present.any() else 0.0,
-    }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ __all__ = [
     "FitConfig",
     "ManoJoints",
     "ManoFit",
+    "track_betas",
     "load_mano_pickle",
     "convert_mano_dir",
 ]
@@ -192,33 +192,33 @@ def _accel(x: torch.Tensor) -> torch.Tensor:
     return x[2:] - 2 * x[1:-1] + x[:-2]
 
 
-@contextmanager
-def _one_thread():
-    """The fit is thousands of tiny ops: extra intra-op threads only add synchronisation, and on a
-    busy machine they made it 6x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def fit_mano(joints: torch.Tensor, model, side: str = "right", presence: torch.Tensor | None = None,
-             config: FitConfig | None = None) -> ManoFit:
+             config: FitConfig | None = None, betas: torch.Tensor | None = None) -> ManoFit:
     """Fit MANO (global orientation, 45 pose, 10 betas shared over the track, translation) to a
     sequence of 3D joints [T,21,3] (MediaPipe order, metres), all frames at once.
 
     Initialised in closed form (betas by least squares on the bone vectors, then skeleton IK on
     the model's own rest joints for those betas: already ~0.6 mm on clean joints), then refined
     with L-BFGS on joint error + temporal smoothness (second differences) + weak priors. `presence` [T] bool: absent frames are ignored by the data term and
-    bridged by the smoothness term.
+    bridged by the smoothness term. `betas` [10] given: the track's shape, kept fixed (one shape
+    per track over many clips, see `track_betas`).
     """
-    with _one_thread():
-        return _fit_mano(joints, model, side, presence, config)
+    from .fit import one_thread
+
+    with one_thread():
+        return _fit_mano(joints, model, side, presence, config, betas)
 
 
-def _fit_mano(joints, model, side, presence, config) -> ManoFit:
+def track_betas(model, rest_joints: torch.Tensor, side: str, prior: float | None = None) -> torch.Tensor:
+    """MANO betas [10] whose flat hand best matches a rest skeleton [21,3] (MediaPipe order): the
+    ridge least squares `fit_mano` starts from, on one frame."""
+    joint_fn = ManoJoints(model)
+    with torch.no_grad():
+        return _init_betas(joint_fn, rest_joints.to(joint_fn.dtype)[None], side,
+                           FitConfig().betas_prior if prior is None else prior)
+
+
+def _fit_mano(joints, model, side, presence, config, fixed_betas=None) -> ManoFit:
     cfg = config or FitConfig()
     t0 = time.perf_counter()
     if joints.dim() != 3 or joints.shape[1:] != (21, 3):
@@ -239,17 +239,17 @@ def _fit_mano(joints, model, side, presence, config) -> ManoFit:
     src = torch.where(valid, idx, -1).cummax(0).values
     src = torch.where(src < 0, idx[valid][0], src)
     with torch.no_grad():
-        betas0 = _init_betas(joint_fn, obs[valid], side, cfg.betas_prior)
+        betas0 = _init_betas(joint_fn, obs[valid], side, cfg.betas_prior) if fixed_betas is None else \
+            fixed_betas.to(dtype)
         rest = joint_fn.rest(betas0)
         R0, L, wrist = ik(obs[src], rest=rest, side=side)
     go = matrix_to_axis_angle(R0).clone().requires_grad_(True)
     hp = matrix_to_axis_angle(L).reshape(T, 45).clone().requires_grad_(True)
     tr = (wrist - rest[0]).clone().requires_grad_(True)
-    betas = betas0.clone().requires_grad_(True)
+    betas = betas0.clone().requires_grad_(fixed_betas is None)
     w = valid.to(dtype)[:, None]
-    opt = torch.optim.LBFGS([go, hp, tr, betas], lr=1, max_iter=20, tolerance_change=cfg.tolerance,
-                            history_size=20, line_search_fn="strong_wolfe")
-
+    opt = torch.optim.LBFGS([go, hp, tr] + ([betas] if fixed_betas is None else []), lr=1, max_iter=20,
+                            tolerance_change=cfg.tolerance, history_size=20, line_search_fn="strong_wolfe")
 
     def loss_fn():
         pred = joint_fn(go, hp, betas, tr)
@@ -263,8 +263,7 @@ def _fit_mano(joints, model, side, presence, config) -> ManoFit:
 
     def closure():
         opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
+        (loss := loss_fn()).backward()
         return loss
 
     prev = None
@@ -275,8 +274,7 @@ def _fit_mano(joints, model, side, presence, config) -> ManoFit:
         prev = loss
     with torch.no_grad():
         _, pred = mano_forward(model, go, hp, betas, tr)
-        err = (pred - obs).norm(dim=-1).mean(-1)
-        err = torch.where(valid, err, torch.full_like(err, float("nan")))
+        err = torch.where(valid, (pred - obs).norm(dim=-1).mean(-1), torch.tensor(float("nan"), dtype=dtype))
     secs = time.perf_counter() - t0
     log.debug("MANO fit %s: %d frames, %.2f mm mean error, %.1f s", side, T, err.nanmean().item() * 1000, secs)
     return ManoFit(side, go.detach(), hp.detach(), betas.detach(), tr.detach(), pred.detach(), err, secs)

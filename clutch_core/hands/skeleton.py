@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from layout import MANO_JOINT_NAMES, MANO_TO_MEDIAPIPE, MEDIAPIPE_JOINT_NAMES, MEDIAPIPE_TO_MANO
+from layout import MANO_JOINT_NAMES, MANO_TO_MEDIAPIPE, MEDIAPIPE_JOINT_NAMES, MEDIAPIPE_TO_MANO, PARENTS
 
 from .rotations import axis_angle_to_matrix, rot6d_to_matrix
 
@@ -41,7 +41,6 @@ __all__ = [
     "ik",
 ]
 
-PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)  # MediaPipe order
 MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)  # MANO kintree_table[0]
 
 # Fingers in MANO order (index, middle, pinky, ring, thumb); each row: MediaPipe ids of the three

@@ -12,7 +12,6 @@ so every motion token has one id and is never split.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable

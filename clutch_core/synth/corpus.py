@@ -21,13 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from clutch_core.hands.motion import fill_last_valid, hand_to_vec, identity_hand_vec
-from clutch_core.hands.skeleton import FINGER_CHAINS, PARENTS, fk, rest_skeleton
+from clutch_core.hands.fit import BONE_LENGTHS
+from clutch_core.hands.quality import clip_quality
+from clutch_core.hands.skeleton import FINGER_CHAINS, bone_lengths, fk, rest_skeleton
 from clutch_core.synth.captions import describe
 from clutch_core.synth.primitives import HandControls, perform, plan
 from layout import FPS, HAND_DIM, MAX_FRAMES, SIDES, TRANSL
 from storage.rows import make_row
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: rows of schema version 2 (hand_shape, the extended quality struct)
 # Pinhole camera of the synthetic "videos": 1920x1080, ~82 degree horizontal field of view.
 IMAGE_SIZE = (1920, 1080)
 INTRINSICS = (1100.0, 1100.0, 960.0, 540.0)  # fx, fy, cx, cy in pixels
@@ -192,31 +194,16 @@ def pose_hands(controls: list[HandControls], side: str):
     return R, local, pos, joints
 
 
-def _quality(joints: np.ndarray, presence: np.ndarray, lengths: np.ndarray) -> list[dict]:
-    """Quality structs of consecutive clips from concatenated joints [F,2,21,3] and presence [F,2]."""
-    starts = np.cumsum(lengths) - lengths
-    per_clip = lambda x: np.add.reduceat(x, starts, axis=0)  # sum over each clip's frames
-    pf = presence.astype(np.float64)
-    frames = per_clip(pf)  # [n,2] present frames per hand
-    pres = frames / lengths[:, None]
-    # jitter: mean |acceleration| of joints over frame triples inside one clip where the hand is present
-    clip = np.repeat(np.arange(len(lengths)), lengths)
-    ok = np.zeros_like(pf)
-    ok[1:-1] = presence[2:] & presence[1:-1] & presence[:-2] & (clip[2:] == clip[:-2])[:, None]
-    acc = np.zeros_like(pf)
-    acc[1:-1] = np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean(-1) * FPS**2
-    n_ok = per_clip(ok).sum(1)
-    jitter = np.where(n_ok > 0, per_clip(acc * ok).sum(1) / np.maximum(n_ok, 1), 0.0)
-    # bone_length_cv: per hand and bone, std/mean over present frames; mean over bones and seen hands
-    bones = np.linalg.norm(joints[:, :, 1:] - joints[:, :, list(PARENTS[1:])], axis=-1) * pf[..., None]  # [F,2,20]
-    n = np.maximum(frames, 1)[..., None]
-    mean = per_clip(bones) / n
-    std = np.sqrt(np.maximum(per_clip(bones**2) / n - mean**2, 0))
-    cv = (std / np.maximum(mean, 1e-9)).mean(-1)  # [n,2]
-    seen = frames >= 2
-    bone_cv = np.where(seen.any(1), (cv * seen).sum(1) / np.maximum(seen.sum(1), 1), 0.0)
-    return [{"presence_left": float(p[0]), "presence_right": float(p[1]), "jitter": float(j),
-             "bone_length_cv": float(c), "handedness_score": 1.0} for p, j, c in zip(pres, jitter, bone_cv)]
+def _quality(joints: np.ndarray, kp: np.ndarray, presence: np.ndarray, cfg: "SynthConfig") -> dict:
+    """The quality struct of one clip: the shared definition (clutch_core.hands.quality); the
+    tracker is exact (handedness 1, nothing rejected, keypoints are the projected joints)."""
+    q = clip_quality(joints, kp, presence, np.ones(presence.shape, np.float32), cfg.intrinsics, FPS)
+    return {**q, "flags": ""}
+
+
+def hand_shape() -> dict:
+    """Every synthetic hand is the rest skeleton: its bone lengths, exactly."""
+    return {"kind": BONE_LENGTHS, **{s: bone_lengths(rest_skeleton(s)).tolist() for s in SIDES}}
 
 
 def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
@@ -254,7 +241,7 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
                    fy * joints_np[..., 1] / joints_np[..., 2] + cy], -1).astype(np.float32)
     kp[~presence] = np.nan
     joints_np[~presence] = 0.0
-    quality = _quality(joints_np, presence, lengths)
+    shape = hand_shape()
     rows = []
     for i, (d, m, pr, j3, k2) in enumerate(zip(drafts, np.split(motion, cuts), np.split(presence, cuts),
                                                np.split(joints_np, cuts), np.split(kp, cuts))):
@@ -264,7 +251,8 @@ def render_rows(drafts: list[_ClipDraft], cfg: SynthConfig) -> list[dict]:
             source_uri=f"synthetic://seed-{cfg.seed}/video-{p.video_index:06d}", start_s=p.start_s,
             motion=m, presence=pr, joints3d=j3, keypoints2d=k2, pose_convention="skeleton-ik",
             captions=[{"source": "synthetic", "text": t} for t in d.captions],
-            tracker={"name": "synthetic", "version": GENERATOR_VERSION}, quality=quality[i],
+            tracker={"name": "synthetic", "version": GENERATOR_VERSION}, quality=_quality(j3, k2, pr, cfg),
+            hand_shape=shape,
             fingerprint=cfg.fingerprint, reader="synthetic", image_size=cfg.image_size, intrinsics=cfg.intrinsics,
             created_at=CREATED_AT))
     return rows

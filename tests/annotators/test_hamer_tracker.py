@@ -224,6 +224,15 @@ def test_build_settings_run_the_pipeline_with_hamer(files, shared_data, tmp_path
     assert res.rows and res.frames_tracked > 0
     assert {r["tracker"]["name"] for r in res.rows} == {"hamer"}
     assert all(r["tracker"]["version"].startswith("hamer-vit2x64-") for r in res.rows)
+    from clutch_core.hands.fit import row_joints
+    from storage.schema import QUALITY_FIELDS, validate_row
+
+    for r in res.rows:  # the same fit and quality fields as with MediaPipe
+        validate_row(r)
+        assert set(QUALITY_FIELDS) <= set(r["quality"]) and r["hand_shape"]["kind"] == "bone_lengths"
+        pr = r["presence"]
+        fk = row_joints(r["motion"], r["joints3d"], pr, r["hand_shape"])
+        assert np.abs(fk[pr] - r["joints3d"][pr]).max() < 1e-3
 
 
 class _RunsCode:

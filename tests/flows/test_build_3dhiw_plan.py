@@ -68,7 +68,9 @@ def _row(video_id: str, k: int) -> dict:
                 keypoints2d=np.zeros((t, 2, 21, 2), np.float32), pose_convention="skeleton-ik",
                 captions=[{"source": "kinematic", "text": "hands rest"}], tracker={"name": "t", "version": "1"},
                 quality=dict(presence_left=1.0, presence_right=1.0, jitter=0.0, bone_length_cv=0.0,
-                             handedness_score=1.0), created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+                             handedness_score=1.0, reproj_px_median=0.0, reproj_px_p95=0.0,
+                             wrist_depth_jump_p95=0.0, fit_rejected=0.0, flags=""),
+                hand_shape={"kind": "bone_lengths", "left": [0.03] * 20, "right": [0.03] * 20}, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
 
 
 def test_a_shard_written_but_not_marked_is_adopted_and_a_stale_copy_deleted(tmp_path):

@@ -202,19 +202,10 @@ def _shards_dataset(shards, tmp_path):
                                  cache_dir=str(tmp_path / "cache"))
 
 
-def test_shards_take_the_torch_format_after_the_documented_one_line_fix(shards, tmp_path):
-    """docs/export.md: `ds.cast_column("created_at", Value("int64"))` before with_format("torch")."""
-    ds = _shards_dataset(shards, tmp_path).cast_column("created_at", datasets.Value("int64"))
+def test_shards_take_the_torch_and_numpy_formats_as_they_are(shards, tmp_path):
+    """Every column of the shards themselves (created_at is int64 microseconds) loads as tensors."""
+    ds = _shards_dataset(shards, tmp_path)
     row = ds.with_format("torch")[0]
     assert set(row) == set(CLIP_SCHEMA.names) and row["motion"].shape == (int(row["num_frames"]), 198)
+    assert row["created_at"].dtype == torch.int64
     assert ds.with_format("numpy")[0]["joints3d"].shape[1:] == (2, 21, 3)
-
-
-@pytest.mark.xfail(pa.types.is_timestamp(CLIP_SCHEMA.field("created_at").type), strict=True,
-                   reason="needs the proposed schema change: created_at as int64 microseconds (docs/export.md)")
-def test_shards_take_the_torch_format_as_they_are(shards, tmp_path):
-    """DEPENDS ON THE SCHEMA CHANGE of created_at to int64 (proposed in docs/export.md). Until storage.schema
-    has it, this is an expected failure; once it has it, the mark's condition is false and it runs as a plain
-    test. strict: if the shards take the torch format some other way, the mark must go."""
-    row = _shards_dataset(shards, tmp_path).with_format("torch")[0]
-    assert set(row) == set(CLIP_SCHEMA.names) and row["motion"].shape == (int(row["num_frames"]), 198)

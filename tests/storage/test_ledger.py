@@ -116,3 +116,17 @@ def test_an_old_ledger_gets_the_new_columns_and_keeps_its_rows(tmp_path):
     rec = Ledger(tmp_path).get("a")
     assert (rec.state, rec.shard, rec.num_clips, rec.clips_sha256) == ("done", "part-x.parquet", None, None)
     assert Ledger(tmp_path).shard_records() == {}
+
+
+def test_an_old_ledgers_dropped_clips_count_as_dropped(tmp_path):
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    db.executescript("""
+        CREATE TABLE dropped_clips (video_id TEXT NOT NULL, start_s REAL, end_s REAL, reason TEXT NOT NULL, detail TEXT);
+        INSERT INTO dropped_clips VALUES ('a', 0.0, 1.0, 'jitter', '70 m/s^2');
+    """)
+    db.close()
+    led = Ledger(tmp_path)
+    assert led.dropped_counts() == {"jitter": 1} and led.dropped_counts("marked") == {}
+    led.record_dropped("b", [(0.0, 2.0, "fit_rejected", "fit_rejected 40% > 30%", "marked")])
+    assert led.dropped_counts("marked") == {"fit_rejected": 1}
+    assert [r[6] for r in led.clip_records()] == ["dropped", "marked"]

@@ -32,11 +32,28 @@ def test_catalog_views(dataset):
     assert shards == {p.name for p in (dataset / "shards").glob("*.parquet")}
 
 
+def test_dropped_and_marked_clips_are_listed(dataset, tmp_path):
+    import shutil
+
+    d = tmp_path / "D"
+    shutil.copytree(dataset, d)
+    vid = connect(d).execute("SELECT min(video_id) FROM clips").fetchone()[0]
+    Ledger(d).record_dropped(vid, [(0.0, 1.5, "wrist_depth_jump_p95", "wrist_depth_jump_p95 4.1 > 3 cm"),
+                                   (4.0, 6.0, "reproj_px_median", "reproj_px_median 31.0 > 22.0 px", "marked")])
+    rows = connect(d).execute("SELECT video_id, start_s, end_s, reason, action FROM dropped_clips "
+                              "ORDER BY start_s").fetchall()
+    assert rows == [(vid, 0.0, 1.5, "wrist_depth_jump_p95", "dropped"), (vid, 4.0, 6.0, "reproj_px_median", "marked")]
+    assert connect(d).execute("SELECT source_uri FROM dropped_clips LIMIT 1").fetchone()[0].startswith("synthetic://")
+    with pytest.raises(ValueError, match="action must be one of"):
+        Ledger(d).record_dropped(vid, [(0.0, 1.0, "x", None, "hidden")])
+
+
 def test_catalog_with_zero_shards(tmp_path):
     con = connect(tmp_path)
     assert con.execute("SELECT count(*) FROM clips").fetchall()[0] == (0,)
     assert con.execute("SELECT count(*) FROM captions").fetchall()[0] == (0,)
     assert con.execute("SELECT count(*) FROM ledger").fetchall()[0] == (0,)
+    assert con.execute("SELECT count(*) FROM dropped_clips").fetchall()[0] == (0,)
     with pytest.raises(FileNotFoundError):
         connect(tmp_path / "missing")
 
@@ -133,14 +150,26 @@ def test_card_writes_markdown_histogram_and_dropped_reasons(dataset, tmp_path, c
 
     d = tmp_path / "D"
     shutil.copytree(dataset, d)
-    Ledger(d).record_dropped("x", [(0.0, 1.0, "no_hands", None), (1.0, 2.0, "no_hands", None)])
+    Ledger(d).record_dropped("x", [(0.0, 1.0, "no_hands", None), (1.0, 2.0, "no_hands", None),
+                                   (2.0, 3.0, "reproj_px_median", "reproj_px_median 31.0 > 22.0 px", "marked")])
     assert main(["card", str(d)]) == 0
     out = capsys.readouterr().out
     md = (d / "card" / "card.md").read_text()
     assert out.strip() == md.strip()
     assert "60 clips" in md and "synthetic" in md and "| no_hands | 2 |" in md and "presence" in md
-    png = (d / "card" / "length_hist.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    dropped, marked = md.split("Dropped clips by reason")[1].split("Marked clips by reason")
+    assert "| no_hands | 2 |" in dropped and "reproj" not in dropped and "| reproj_px_median | 1 |" in marked
+    # the quality fields as distributions: one row per field, 5 figures each
+    con = connect(d)
+    med = con.execute("SELECT quantile_cont(quality.reproj_px_median, 0.5), "
+                      "quantile_cont(quality.wrist_depth_jump_p95, 0.5) FROM clips").fetchone()
+    assert f"| reprojection error, median (px) | " in md and f"| {med[0]:.3g} |" in md
+    assert f"| wrist-depth jump, 95th percentile (cm) | " in md and f"| {100 * med[1]:.3g} |" in md
+    for field in ("bone-length CV", "frames the fit rejected", "reprojection error, 95th percentile"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {field}"))
+        assert row.count("|") == 7
+    for png in ("length_hist.png", "quality_hist.png"):
+        assert (d / "card" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["card", str(tmp_path / "nothing-here")]) == 2
 
 

@@ -183,3 +183,29 @@ def test_an_orphaned_shard_of_unknown_videos_is_reported_and_moved_aside(clean, 
     reconcile_shards(Ledger(clean), clean)
     assert not p.exists() and (clean / "shards" / ".damaged" / p.name).exists()
     assert check(Ledger(clean), clean).ok
+
+
+def test_a_shard_of_an_older_schema_is_named_not_repaired(tmp_path):
+    """A dataset written before schema version 2 (no hand_shape): every tool names the version and
+    what to do; `clutch verify --repair` moves nothing (the file is whole)."""
+    import pyarrow.parquet as pq
+
+    from clutch_cli import main
+    from storage.catalog import connect
+    from storage.integrity import SchemaVersionError
+    from storage.schema import SCHEMA_VERSION_KEY, rows_to_table
+    from tests.fixtures.shards import make_rows
+
+    d = tmp_path / "old"
+    (d / "shards").mkdir(parents=True)
+    t = rows_to_table(make_rows(3)).drop_columns(["hand_shape"])
+    t = t.replace_schema_metadata({SCHEMA_VERSION_KEY: b"1"})
+    pq.write_table(t, d / "shards" / "part-old.parquet")
+    from storage.ledger import Ledger
+
+    Ledger(d).register("v0", "/videos/v0.mp4", "fp")
+    with pytest.raises(SchemaVersionError, match="schema version 1; this CLUTCH reads version 2"):
+        connect(d)
+    assert main(["query", str(d), "SELECT count(*) FROM clips"]) == 2
+    assert main(["verify", str(d), "--repair"]) == 2
+    assert (d / "shards" / "part-old.parquet").exists()
