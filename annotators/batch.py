@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from annotators.errors import BadVideoError
+from clutch_core.video import BadVideoError
 from annotators.inputs import VideoInput
 from storage.integrity import shard_facts
 from storage.ledger import Ledger
@@ -57,17 +57,6 @@ class Progress:
         with self._lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
-
-    def video_callback(self):
-        """A `progress(frames_done, frames_total)` callback for one video's annotation."""
-        last = 0
-
-        def report(done: int, total: int) -> None:
-            nonlocal last
-            self.add(frames=max(0, done - last))
-            last = done
-
-        return report
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from annotators.tracking import Detections, MediaPipeHands
+from annotators.tracking import Detections, MediaPipeHands, check_frames
 
 HAMER_URL = "https://github.com/geopavlakos/hamer"
 MANO_URL = "https://mano.is.tue.mpg.de"
@@ -198,9 +198,7 @@ class HamerHands:
         return kp2d.astype(np.float32), j3.astype(np.float32)
 
     def track(self, frames: np.ndarray, fps: float) -> Detections:
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        frames = check_frames(frames)
         t_len, h, w = frames.shape[:3]
         seen = self.boxes.track(frames, fps)
         # MediaPipe's hands of all frames in one batched pass

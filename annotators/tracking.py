@@ -63,6 +63,14 @@ class Detections:
         return len(self.label)
 
 
+def check_frames(frames) -> np.ndarray:
+    """A tracker's input: uint8 RGB frames [T, H, W, 3] (ValueError naming what came instead)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    return frames
+
+
 class HandTracker(Protocol):
     name: str
     version: str
@@ -182,9 +190,7 @@ class MediaPipeHands:
     def track(self, frames: np.ndarray, fps: float) -> Detections:
         import mediapipe as mp
 
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        frames = check_frames(frames)
         t, h, w = frames.shape[:3]
         out = Detections.empty(t, self.num_hands)
         lm = self._landmarker()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -255,25 +254,6 @@ def main() -> None:
               f"{fps / mp_fps:.2f} |")
     print("\nSeconds; decode runs in its own thread during `track`, so it is not added to the step.")
     tmp.cleanup()
-
-
-def _count_landmarker_creation() -> list:
-    """[count, seconds] of MediaPipe landmarker creations from now on."""
-    from mediapipe.tasks.python import vision
-
-    stats = [0, 0.0]
-    create = vision.HandLandmarker.create_from_options
-
-    def timed(opts):
-        t = time.perf_counter()
-        try:
-            return create(opts)
-        finally:
-            stats[0] += 1
-            stats[1] += time.perf_counter() - t
-
-    vision.HandLandmarker.create_from_options = timed
-    return stats
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Run it alone; it takes about as long as tracking 22 minutes of video.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import shutil

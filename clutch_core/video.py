@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class BadVideoError(ValueError):
-    """The file cannot become clips: unreadable, not a video, unsupported size or codec."""
+    """The file cannot become clips: unreadable, not a video, unsupported size or codec.
+
+    The one error type that means "this input is bad, do not retry it": build-3dhiw quarantines a
+    video that raises it and retries any other exception (assumed transient: out of memory, an I/O
+    error, a killed worker, a full disk)."""
 
     def __init__(self, path: str | Path, reason: str):
         self.path, self.reason = str(path), reason

@@ -23,7 +23,7 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from annotators.batch import BatchOutcome, run_batch
-from annotators.errors import BadVideoError
+from clutch_core.video import BadVideoError
 from annotators.inputs import VideoInput, discover_inputs, narration_table, segments_for
 from flows.build_progress import QUARANTINED, BuildWatch
 from flows.config import BuildConfig

@@ -68,14 +68,20 @@ class VideoClips:
 
 
 @dataclass(frozen=True)
-class ShardFacts:
-    """One shard file as written: name, size, checksum, rows, and each video's clips in it."""
+class ShardFile:
+    """What identifies a shard file's bytes: name, rows, size, checksum, modification time."""
 
     name: str
     num_rows: int
     bytes: int
     sha256: str
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ShardFacts(ShardFile):
+    """One shard file as written, and each video's clips in it (what the ledger records)."""
+
     videos: dict[str, VideoClips]
 
 

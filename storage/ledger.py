@@ -26,10 +26,9 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Iterable, Iterator
 
-if TYPE_CHECKING:
-    from storage.integrity import ShardFacts
+from storage.integrity import ShardFacts, ShardFile
 
 STATES = ("pending", "running", "done", "failed", "quarantined")
 LEDGER_FILE = "ledger.sqlite"
@@ -101,14 +100,9 @@ class VideoRecord:
 
 
 @dataclass(frozen=True)
-class ShardRecord:
-    """A shard as the ledger last saw it whole."""
+class ShardRecord(ShardFile):
+    """A shard as the ledger last saw it whole (storage.integrity.ShardFile), and when it was written."""
 
-    name: str
-    num_rows: int
-    bytes: int
-    sha256: str
-    mtime_ns: int
     written_at: str
 
 

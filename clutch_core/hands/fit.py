@@ -387,11 +387,11 @@ def _unflip(prob: _Problem) -> torch.Tensor:
     cos = ((torch.diagonal(rel, dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
     pair = (st.flip_cost * len(_PALM) * torch.arccos(cos)).numpy()  # [N-1,2(prev),2(cur)]
     linked = (fr.h[1:] == fr.h[:-1]) & (fr.t[1:] == fr.t[:-1] + 1)
-    choice = _viterbi(unary, pair, linked)
+    choice = viterbi(unary, pair, linked)
     return cands[torch.arange(len(a)), torch.from_numpy(choice)]
 
 
-def _viterbi(unary: np.ndarray, pair: np.ndarray, linked: np.ndarray) -> np.ndarray:
+def viterbi(unary: np.ndarray, pair: np.ndarray, linked: np.ndarray) -> np.ndarray:
     """Cheapest two-state sequence [N] over chains (item i+1 continues item i where linked[i]),
     without a loop over items: min-marginals from a forward and a backward min-plus scan."""
     n = len(unary)

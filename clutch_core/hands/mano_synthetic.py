@@ -40,8 +40,6 @@ def _right_hand(rng: np.random.Generator) -> dict:
     J21 = rest_skeleton("right", dtype=torch.float64).numpy()[list(MEDIAPIPE_TO_MANO)] + _WRIST_OFFSET
     verts, weights, reg_of = [], [], []  # reg_of[i]: joint whose regressor averages vertex i
     faces, finger_of = [], []
-    n_palm = np.cross(J21[4] - J21[0], J21[7] - J21[1])  # wrist->middle1 x index1->pinky1
-    n_palm /= np.linalg.norm(n_palm)
 
     def add(p, w, reg=-1, finger=-1):
         verts.append(p)
@@ -50,6 +48,28 @@ def _right_hand(rng: np.random.Generator) -> dict:
         finger_of.append(finger)
         return len(verts) - 1
 
+    tips = _add_fingers(J21, add, verts, faces)
+    n_palm = np.cross(J21[4] - J21[0], J21[7] - J21[1])  # wrist->middle1 x index1->pinky1
+    n_palm /= np.linalg.norm(n_palm)
+    across = (J21[10] - J21[1]) / np.linalg.norm(J21[10] - J21[1])
+    layers = _add_palm(J21, add, n_palm, across)
+    while len(verts) < N_VERTS:  # fill to MANO's count with points inside the palm
+        add(J21[0] + rng.uniform(0.3, 0.7) * (J21[4] - J21[0]) + rng.uniform(-0.01, 0.01) * n_palm, np.eye(16)[0])
+    V = np.array(verts)
+    faces = np.array(faces)
+    # palm faces: triangulate each layer in the palm plane
+    from scipy.spatial import Delaunay
+
+    for layer in map(np.array, layers):
+        P = V[layer] - J21[0]
+        uv = np.stack([P @ across, P @ np.cross(n_palm, across)], axis=1)
+        faces = np.concatenate([faces, layer[Delaunay(uv).simplices]])
+    return {"V": V, "W": np.array(weights), "faces": faces, "reg_of": np.array(reg_of), "finger_of": np.array(finger_of),
+            "tips": tips, "J": J21[:16], "J21": J21}
+
+
+def _add_fingers(J21: np.ndarray, add, verts: list, faces: list) -> dict[str, int]:
+    """Rings of vertices along each finger segment (skinned to it), capped at the tips; -> tip vertex ids."""
     tips = {}
     for j in range(1, 16):  # finger segments
         a, b = J21[j], J21[_TIP_OF.get(j, j + 1)]
@@ -80,9 +100,12 @@ def _right_hand(rng: np.random.Generator) -> dict:
             tips[_TIP_NAME[j]] = tip = add(b, w, -1, f)
             last = first + (_RINGS - 1) * _RING_VERTS
             faces += [(last + k, last + (k + 1) % _RING_VERTS, tip) for k in range(_RING_VERTS)]
-    # palm: a wrist ring (regresses joint 0) and two layers fanning out to the finger bases
+    return tips
+
+
+def _add_palm(J21: np.ndarray, add, n_palm: np.ndarray, across: np.ndarray) -> tuple[list, list]:
+    """A wrist ring (regresses joint 0) and two layers fanning out to the finger bases; -> the layers."""
     wrist_w = np.eye(16)[0]
-    across = (J21[10] - J21[1]) / np.linalg.norm(J21[10] - J21[1])
     for k in range(16):
         ang = 2 * np.pi * k / 16
         add(J21[0] + 0.022 * np.cos(ang) * across + 0.011 * np.sin(ang) * n_palm, wrist_w, 0)
@@ -95,20 +118,7 @@ def _right_hand(rng: np.random.Generator) -> dict:
             lo, hi = int(np.floor(bi)), int(np.ceil(bi))
             base = 0.5 * (bases[lo] + bases[hi])
             layer.append(add(J21[0] + t * (base - J21[0]) + side * 0.012 * n_palm, wrist_w))
-    while len(verts) < N_VERTS:  # fill to MANO's count with points inside the palm
-        add(J21[0] + rng.uniform(0.3, 0.7) * (J21[4] - J21[0]) + rng.uniform(-0.01, 0.01) * n_palm, wrist_w)
-    V = np.array(verts)
-    W = np.array(weights)
-    faces = np.array(faces)
-    # palm faces: triangulate each layer in the palm plane
-    from scipy.spatial import Delaunay
-
-    for layer in map(np.array, layers):
-        P = V[layer] - J21[0]
-        uv = np.stack([P @ across, P @ np.cross(n_palm, across)], axis=1)
-        tri = Delaunay(uv).simplices
-        faces = np.concatenate([faces, layer[tri]])
-    return {"V": V, "W": W, "faces": faces, "reg_of": np.array(reg_of), "finger_of": np.array(finger_of), "tips": tips, "J": J21[:16], "J21": J21}
+    return layers
 
 
 def make_synthetic_mano(side: str = "right", seed: int = 0) -> dict:
@@ -140,22 +150,7 @@ def make_synthetic_mano(side: str = "right", seed: int = 0) -> dict:
     for j in range(16):
         idx = np.nonzero(reg_of == j)[0]
         reg[j, idx] = 1.0 / len(idx)
-    # shape space: size, palm width, palm length, thickness, and each finger's length
-    wrist = J[0]
-    sd = np.zeros((n, 3, 10))
-    sd[:, :, 0] = (V - wrist) * 0.06
-    sd[:, 2, 1] = (V[:, 2] - wrist[2]) * 0.08
-    reg_v = reg @ V  # [16,3]
-    seg_center = np.where(reg_of[:, None] >= 0, reg_v[np.clip(reg_of, 0, 15)], V)
-    sd[:, :, 3] = (V - seg_center) * 0.08 * (reg_of[:, None] > 0)  # thickness of rings at the joints
-    finger_bases = {0: 1, 1: 4, 2: 7, 3: 10, 4: 13}  # MANO finger order f -> base joint
-    for f, base in finger_bases.items():
-        m = finger_of == f
-        sd[m, :, 4 + f] = (V[m] - J[base]) * 0.08
-        sd[m, 0, 2] = (J[base, 0] - wrist[0]) * 0.05  # palm length carries the fingers
-    palm = finger_of < 0
-    sd[palm, 0, 2] = (V[palm, 0] - wrist[0]) * 0.05
-    sd[:, :, 9] = rng.normal(0, 0.0005, (n, 3)) * (palm[:, None])
+    sd = _shapedirs(V, J, reg, reg_of, finger_of, rng)
     # pose correctives: small, smooth, only on vertices skinned to the rotating joint
     basis = rng.normal(0, 0.0015, (15, 9, 3))
     pd = np.einsum("vj,jkc->vcjk", W[:, 1:], basis).reshape(n, 3, 135)
@@ -183,6 +178,26 @@ def make_synthetic_mano(side: str = "right", seed: int = 0) -> dict:
     elif side != "right":
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     return data
+
+
+def _shapedirs(V, J, reg, reg_of, finger_of, rng: np.random.Generator) -> np.ndarray:
+    """[n, 3, 10] shape space: size, palm width, palm length, thickness, and each finger's length."""
+    n, wrist = len(V), J[0]
+    sd = np.zeros((n, 3, 10))
+    sd[:, :, 0] = (V - wrist) * 0.06
+    sd[:, 2, 1] = (V[:, 2] - wrist[2]) * 0.08
+    reg_v = reg @ V  # [16,3]
+    seg_center = np.where(reg_of[:, None] >= 0, reg_v[np.clip(reg_of, 0, 15)], V)
+    sd[:, :, 3] = (V - seg_center) * 0.08 * (reg_of[:, None] > 0)  # thickness of rings at the joints
+    finger_bases = {0: 1, 1: 4, 2: 7, 3: 10, 4: 13}  # MANO finger order f -> base joint
+    for f, base in finger_bases.items():
+        m = finger_of == f
+        sd[m, :, 4 + f] = (V[m] - J[base]) * 0.08
+        sd[m, 0, 2] = (J[base, 0] - wrist[0]) * 0.05  # palm length carries the fingers
+    palm = finger_of < 0
+    sd[palm, 0, 2] = (V[palm, 0] - wrist[0]) * 0.05
+    sd[:, :, 9] = rng.normal(0, 0.0005, (n, 3)) * (palm[:, None])
+    return sd
 
 
 def _mirror(data: dict) -> dict:

@@ -67,7 +67,7 @@ def _palm_normal(rest: torch.Tensor) -> torch.Tensor:
     return F.normalize(n, dim=-1, eps=1e-12)
 
 
-def _flexion_axes(rest: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+def flexion_axes(rest: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
     """Default flexion axes [...,5,3] (MANO finger order): normal of the plane holding the finger's
     base-to-tip line and its bending direction (the palm normal; for the thumb palm + pinky side).
     A positive rotation about it curls the finger."""
@@ -84,7 +84,7 @@ def _planar_right_rest() -> torch.Tensor:
     """The table above with each finger projected onto its flexion plane, so that flexing about
     the flexion axis keeps a finger planar (an exact hinge, as a real finger)."""
     rest = torch.tensor(_RIGHT_REST, dtype=torch.float64)
-    h = _flexion_axes(rest, torch.tensor(False))  # [5,3]
+    h = flexion_axes(rest, torch.tensor(False))  # [5,3]
     for f, chain in enumerate(FINGER_CHAINS):
         idx = list(chain)
         off = ((rest[idx] - rest[chain[0]]) @ h[f])[:, None] * h[f]
@@ -213,6 +213,23 @@ def _bend_axis(dirs: torch.Tensor, expected: torch.Tensor, prior: float) -> torc
     return sign * n + prior * expected
 
 
+def _ik_rest(joints: torch.Tensor, rest: torch.Tensor | None, side: str | None):
+    """(joints, rest skeleton, left [...] bool), broadcast to one leading shape: the rest skeleton given, or
+    the template's directions with the joints' own bone lengths for the side given or inferred."""
+    if side is None:
+        left = handedness(joints if rest is None else rest)
+    else:
+        left = torch.full(joints.shape[:-2] if rest is None else rest.shape[:-2], _side_is_left(side), device=joints.device)
+    if rest is None:
+        lengths = bone_lengths(joints)
+        rest = torch.where(
+            left[..., None, None], rest_from_bone_lengths(lengths, "left"), rest_from_bone_lengths(lengths, "right")
+        )
+    rest = rest.to(joints.dtype)
+    lead = torch.broadcast_shapes(joints.shape[:-2], rest.shape[:-2])
+    return joints.expand(lead + (21, 3)), rest.expand(lead + (21, 3)), left.expand(lead)
+
+
 def ik(joints: torch.Tensor, rest: torch.Tensor | None = None, side: str | None = None, twist_prior: float = 0.1):
     """Joints -> pose on the MANO tree, vectorised over any leading shape.
 
@@ -236,19 +253,8 @@ def ik(joints: torch.Tensor, rest: torch.Tensor | None = None, side: str | None 
     bad = ~torch.isfinite(joints).all(dim=-1).all(dim=-1)  # [...] hands with NaN/inf joints
     if bad.any():  # solve the others; the bad ones come back as NaN instead of failing the batch
         joints = torch.where(bad[..., None, None], rest_skeleton("right", dtype=joints.dtype, device=joints.device), joints)
-    if side is None:
-        left = handedness(joints if rest is None else rest)
-    else:
-        left = torch.full(joints.shape[:-2] if rest is None else rest.shape[:-2], _side_is_left(side), device=joints.device)
-    if rest is None:
-        lengths = bone_lengths(joints)
-        rest = torch.where(
-            left[..., None, None], rest_from_bone_lengths(lengths, "left"), rest_from_bone_lengths(lengths, "right")
-        )
-    rest = rest.to(joints.dtype)
-    lead = torch.broadcast_shapes(joints.shape[:-2], rest.shape[:-2])
-    joints, rest = joints.expand(lead + (21, 3)), rest.expand(lead + (21, 3))
-    left = left.expand(lead)
+    joints, rest, left = _ik_rest(joints, rest, side)
+    lead = joints.shape[:-2]
     transl = joints[..., 0, :]
     palm = list(_PALM)
     R0 = _kabsch(rest[..., palm, :] - rest[..., :1, :], joints[..., palm, :] - joints[..., :1, :])
@@ -256,7 +262,7 @@ def ik(joints: torch.Tensor, rest: torch.Tensor | None = None, side: str | None 
     chains = torch.tensor(FINGER_CHAINS, device=joints.device)
     D = F.normalize(joints[..., chains[:, 1:], :] - joints[..., chains[:, :3], :], dim=-1, eps=1e-12)  # [...,5,3,3]
     U = F.normalize(rest[..., chains[:, 1:], :] - rest[..., chains[:, :3], :], dim=-1, eps=1e-12)
-    h_def = _flexion_axes(rest, left)  # [...,5,3]
+    h_def = flexion_axes(rest, left)  # [...,5,3]
     h_rest = _bend_axis(U, h_def, twist_prior)  # the same rule on rest and observed: rest -> identity
     h_obs = _bend_axis(D, (R0[..., None, :, :] @ h_def[..., None])[..., 0], twist_prior)
     Ra = _frame(D[..., 0, :], h_obs) @ _frame(U[..., 0, :], h_rest).transpose(-1, -2)  # world, [...,5,3,3]

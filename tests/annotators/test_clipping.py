@@ -6,7 +6,7 @@ import pytest
 
 from annotators import clipping, discovery
 from clutch_core import video
-from annotators.errors import BadVideoError
+from clutch_core.video import BadVideoError
 from annotators.pipeline import AnnotateConfig, annotate_video
 from tests.fixtures.bad_inputs import EXPECTED, make_bad_inputs, write_video
 

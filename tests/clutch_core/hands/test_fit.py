@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from clutch_core.hands import quality as Q
-from clutch_core.hands.fit import (FitSettings, _viterbi, clip_motion, fit_hands, row_joints, shape_rest,
+from clutch_core.hands.fit import (FitSettings, viterbi, clip_motion, fit_hands, row_joints, shape_rest,
                                    track_shape)
 from clutch_core.hands.skeleton import bone_lengths, fk, rest_skeleton
 from tests.fixtures.hand_tracks import DIAG, K, depth_twin, project, rigid_track, two_hand_clip
@@ -150,7 +150,7 @@ def test_viterbi_finds_the_cheapest_sequence():
                                                                   for i in range(n - 1) if linked[i])
 
         best = min(cost(s) for s in itertools.product([0, 1], repeat=n))
-        assert abs(cost(_viterbi(unary, pair.reshape(-1, 2, 2), linked)) - best) < 1e-9
+        assert abs(cost(viterbi(unary, pair.reshape(-1, 2, 2), linked)) - best) < 1e-9
 
 
 def test_mano_rows_agree_with_their_betas(tmp_path):

@@ -114,9 +114,9 @@ def test_ik_recovers_hinge_rotations_exactly():
     _, loc0, _ = ik(x0, rest=rest, side="right")
     assert torch.allclose(loc0, EYE.expand_as(loc0), atol=1e-9)  # rest pose -> identity
     # bend the index finger (MANO joints 0-2) about the flexion axis it reports
-    from clutch_core.hands.skeleton import _flexion_axes
+    from clutch_core.hands.skeleton import flexion_axes
 
-    h = _flexion_axes(rest, torch.tensor(False))[0]
+    h = flexion_axes(rest, torch.tensor(False))[0]
     loc = EYE.repeat(8, 15, 1, 1)
     loc[:, 0:3] = axis_angle_to_matrix(h * 0.7)
     x = fk(go, loc, transl, rest)
