@@ -37,6 +37,8 @@ class LMConfig:
     instruct_steps: int = 60
     max_steps: Optional[int] = None  # caps every stage (--max-steps)
     task_mix: Optional[dict[str, dict[str, float]]] = None  # per stage, overrides clutch_core.lm.data.MIXTURES
+    uncond: float = 0.0  # share of t2m / m2t examples trained without their text / motion (guided decoding)
+    decoder_dropout: float = 0.0  # share of the decoder's input tokens hidden while training (it must read the encoder)
     code_init: bool = False  # embed motion codes along their SHIFT codebook's principal directions (fresh models)
     buckets: int = 0  # > 0: each batch is one task on clips of one of this many length buckets (less padding)
     noise_density: float = 0.15

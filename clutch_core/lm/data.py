@@ -67,6 +67,9 @@ MIXTURES: dict[str, dict[str, float]] = {
 }
 
 
+UNCONDITIONAL = ("t2m", "t2m_seconds", "m2t")  # tasks trained also without their condition (Sampler.uncond)
+
+
 def mixture(stage: str, vocab: MotionVocab, mixes: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
     """The stage's task shares (`mixes` overrides MIXTURES per stage); hand-to-hand needs per-hand streams
     (not a whole-frame baseline)."""
@@ -89,7 +92,8 @@ class Sampler:
     task keeps its share over the steps."""
 
     def __init__(self, clips: list[Clip], renderer: Renderer, sentinels: list[int], stage: str, seed: int,
-                 density: float = 0.15, mean_span: float = 3.0, mixes: dict | None = None, buckets: int = 0):
+                 density: float = 0.15, mean_span: float = 3.0, mixes: dict | None = None, buckets: int = 0,
+                 uncond: float = 0.0):
         if not clips:
             raise ValueError("no training clips with tokens and captions")
         self.clips, self.r, self.sentinels, self.stage, self.seed = clips, renderer, sentinels, stage, seed
@@ -103,6 +107,7 @@ class Sampler:
         self._bucket_of[order] = np.arange(len(clips)) * k // len(clips)  # equal-count length buckets
         self._members = [np.flatnonzero(self._bucket_of == b) for b in range(k)]
         self._bucketed = buckets > 0
+        self.uncond = uncond  # share of t2m / m2t examples whose condition (text / motion) is left out
 
     def example(self, rng: np.random.Generator, task: str | None = None, i: int | None = None) -> Example:
         i = int(rng.integers(len(self.clips))) if i is None else i
@@ -116,7 +121,13 @@ class Sampler:
                                     self.density, self.mean_span)
         else:
             options = templates()[task]
-            ex = task_example(task, options[int(rng.integers(len(options)))], self.r, c.codes, c.presence, caption,
+            codes, presence = c.codes, c.presence
+            if self.uncond > 0 and task in UNCONDITIONAL and rng.random() < self.uncond:  # for guided decoding
+                if task == "m2t":
+                    codes, presence = codes[:0], presence[:0]
+                else:
+                    caption = ""
+            ex = task_example(task, options[int(rng.integers(len(options)))], self.r, codes, presence, caption,
                               c.num_frames, rng)
         ex.clip = i
         return ex

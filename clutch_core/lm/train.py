@@ -178,7 +178,7 @@ def _setup(stage, dataset, run, cfg: LMConfig, out: Path, total: int, tokens: Pa
     shift.to(device)
     renderer = Renderer(tok, vocab)
     sampler = Sampler(clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span,
-                      cfg.task_mix, cfg.buckets)
+                      cfg.task_mix, cfg.buckets, cfg.uncond)
     opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
     s = _Stage(stage, out, total, identity, device, model, tok, vocab, renderer, shift, stats, tokens, clips,
                sampler, opt, TrainingState(model), 0, warmup=cfg.warmup_steps if init is None else 0)
@@ -252,7 +252,8 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
             for g in s.opt.param_groups:
                 g["lr"] = lr
             with autocast(s.use_bf16, s.device):
-                o = s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+                o = s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                            decoder_input_ids=_decoder_inputs(s, cfg, batch["labels"]))
             loss, parts = o.loss.float(), {"ce": o.loss.item()}
             if s.name == "refine":
                 loss = loss + _refine_loss(s, cfg, batch, o.logits, parts)
@@ -269,6 +270,20 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
                 save_training_state(s.out / CHECKPOINT, s.step, s.state, s.opt, _meta(s), FORMAT)
     report.close()
     return seen
+
+
+def _decoder_inputs(s: _Stage, cfg: LMConfig, labels: torch.Tensor) -> torch.Tensor | None:
+    """The labels shifted right (T5's decoder inputs), a `decoder_dropout` share of them hidden (<unk>): a
+    decoder that cannot lean on its own previous tokens alone has to read the encoder. None: T5's own."""
+    if cfg.decoder_dropout <= 0:
+        return None
+    start = s.model.config.decoder_start_token_id
+    inputs = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], 1)
+    inputs = inputs.masked_fill(inputs < 0, s.tok.pad_token_id)
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + s.step)  # a function of (seed, step): resumable
+    hide = torch.rand(inputs.shape, generator=g).to(inputs.device) < cfg.decoder_dropout
+    hide[:, 0] = False
+    return inputs.masked_fill(hide & (inputs != s.tok.pad_token_id), s.tok.unk_token_id)
 
 
 def _refine_loss(s: _Stage, cfg: LMConfig, batch: dict, logits: torch.Tensor, parts: dict) -> torch.Tensor | float:

@@ -32,7 +32,7 @@ def test_every_bad_input_is_quarantined_or_clipless_and_the_rest_is_built(prefec
     monkeypatch.setattr(pipeline, "annotate_video", counted)
     # the good video last: every bad file before it must not stop the run
     rc = main(["build", str(tmp_path / "bad"), str(good), "--out", str(out), "--batch-size", "4",
-               "--retries", "2", "--retry-delay", "0", "--no-progress", "--set", "decode_short_side=180",
+               "--retries", "2", "--retry-delay-s", "0", "--no-progress", "--set", "decode_short_side=180",
                "--set", "decode_max_long_side=320"])
     captured = capsys.readouterr()
     printed = captured.out

@@ -113,7 +113,7 @@ def test_failed_video_waits_for_retry_failed(prefect_harness, videos, tmp_path, 
         calls.append(path)
         raise OSError(f"{path}: input/output error")
 
-    args = ["build", str(video), "--out", str(out), "--retries", "1", "--retry-delay", "0", "--no-progress",
+    args = ["build", str(video), "--out", str(out), "--retries", "1", "--retry-delay-s", "0", "--no-progress",
             *[a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]]
     monkeypatch.setattr(pipeline, "annotate_video", flaky)
     assert main(args) == 1  # failed

@@ -59,6 +59,8 @@ def test_step_reporter_logs_first_last_and_every_period(caplog):
     from clutch_core.training.progress import StepReporter, progress_of
 
     caplog.set_level(logging.INFO, logger="clutch_core.training.progress")
+    # another library's logging set-up earlier in this process (dictConfig) may have disabled existing loggers
+    logging.getLogger("clutch_core.training.progress").disabled = False
     r = StepReporter("shift", total=100, every_s=3600.0)
     for step in range(1, 101):
         r.step(step, 1.0 / step)
