@@ -39,6 +39,7 @@ class RunLM:
     shift: Any  # clutch_core.shift.model.MotionTokenizer, eval mode
     stats: Any  # MotionStats
     max_text_tokens: int
+    guidance: float = 1.0  # the decoding's default guidance scale (what the model was trained for)
 
     @property
     def max_steps(self) -> int:
@@ -77,7 +78,8 @@ def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
     if want != vocab or meta.get("shift_weights") != shift_weights_id(run):
         raise ValueError(f"{folder}: language model was trained on other motion tokens than "
                          f"{Path(run) / 'shift'} (tokenizer/LM mismatch); retrain the LM stages of this run")
-    return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)))
+    return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)),
+                 float(meta.get("guidance", 1.0)))
 
 
 def _check_texts(lm: RunLM, texts: Sequence[str]) -> list[list[int]]:
@@ -126,16 +128,17 @@ def codes_to_motion(lm: RunLM, codes: np.ndarray, presence: np.ndarray, frames: 
 def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float | Sequence[float] | None = None,
              samples: int = 1,
              seed: int = 0, do_sample: bool | None = None, temperature: float = 1.0, top_k: int | None = None,
-             batch_size: int = 32, stage: str | None = None, device: str = "cpu") -> list[list[Motion]]:
+             batch_size: int = 32, stage: str | None = None, device: str = "cpu",
+             guidance: float | None = None) -> list[list[Motion]]:
     """Text -> motion. Returns, per text, `samples` Motion(motion [T, 198], presence [T, 2]).
 
     Greedy when samples == 1 and do_sample is not set; otherwise sampling with temperature and
     top-k. With `seconds` (one for every text, or one per text) the motion has
-    round(seconds * 15) frames; without, the model's <eom> ends it (4..144 frames).
+    round(seconds * 15) frames; without, the model's <eom> ends it (4..144 frames). `guidance`:
+    the classifier-free guidance scale (clutch_core.lm.guidance; None: the one the model was
+    trained for, 1: none).
     """
     from clutch_core.lm.decode import generate_motion_ids
-    from clutch_core.lm.data import collate
-    from clutch_core.lm.tasks import Example
 
     texts = [texts] if isinstance(texts, str) else list(texts)
     if samples < 1:
@@ -152,18 +155,30 @@ def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float 
     r = Renderer(lm.tokenizer, lm.vocab)
     prompts = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": t.strip()})[0]
                for t, s in zip(texts, per_text) for _ in range(samples)]
+    bare = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": ""})[0]
+            for s in per_text for _ in range(samples)]  # the prompts without their text, for guidance
+    scale = lm.guidance if guidance is None else float(guidance)
     torch.manual_seed(seed)
     out: list[Motion] = []
     for k in range(0, len(prompts), batch_size):
-        b = collate([Example(p, [0]) for p in prompts[k:k + batch_size]], lm.tokenizer.pad_token_id, 10**6, 1)
+        b = _batch(prompts[k:k + batch_size], lm, device)
         chunk = lengths[k:k + batch_size]
         steps = None if seconds is None else [s for s, _ in chunk]
-        ids = generate_motion_ids(lm.model, b["input_ids"].to(device), b["attention_mask"].to(device), lm.vocab,
-                                  lm.max_steps, steps, sample, temperature, top_k)
+        ids = generate_motion_ids(lm.model, *b, lm.vocab, lm.max_steps, steps, sample, temperature, top_k,
+                                  uncond=_batch(bare[k:k + batch_size], lm, device), guidance=scale)
         for row, (_, frames) in zip(ids.cpu().tolist(), chunk):
             codes, pres = lm.vocab.decode(row)
             out.append(codes_to_motion(lm, codes, pres, frames))
     return [out[i * samples:(i + 1) * samples] for i in range(len(texts))]
+
+
+def _batch(prompts: list[list[int]], lm: RunLM, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of rendered prompts, padded to the longest."""
+    from clutch_core.lm.data import collate
+    from clutch_core.lm.tasks import Example
+
+    b = collate([Example(p, [0]) for p in prompts], lm.tokenizer.pad_token_id, 10**6, 1)
+    return b["input_ids"].to(device), b["attention_mask"].to(device)
 
 
 EMPTY_CAPTION = "[no caption: the model wrote no words]"  # what `captions` returns for an empty decode
@@ -223,18 +238,17 @@ def motion_codes(lm: RunLM, motion: np.ndarray, presence: np.ndarray) -> tuple[n
 
 
 def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, max_length: int = 48,
-            stage: str | None = None, device: str = "cpu") -> str:
+            stage: str | None = None, device: str = "cpu", guidance: float | None = None) -> str:
     """Motion [T, 198] (+ presence [T, 2], default all present) -> one caption."""
-    return captions(run, [(motion, presence)], num_beams, max_length, stage, device)[0]
+    return captions(run, [(motion, presence)], num_beams, max_length, stage, device, guidance=guidance)[0]
 
 
 def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_beams: int = 1, max_length: int = 48,
-             stage: str | None = None, device: str = "cpu", batch_size: int = 32) -> list[str]:
+             stage: str | None = None, device: str = "cpu", batch_size: int = 32,
+             guidance: float | None = None) -> list[str]:
     """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions. Never empty:
     a decode without words (an undertrained model) is EMPTY_CAPTION, which the evaluation counts."""
-    from clutch_core.lm.data import collate
     from clutch_core.lm.decode import generate_text_ids
-    from clutch_core.lm.tasks import Example
 
     if max_length < 1 or num_beams < 1:
         raise ValueError(f"max_length and num_beams must be >= 1, got {max_length}, {num_beams}")
@@ -243,11 +257,13 @@ def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_bea
     r = Renderer(lm.tokenizer, lm.vocab)
     tmpl = templates()["m2t"][0]["input"]
     prompts = [r.render(tmpl, {"motion": lm.vocab.encode(*motion_codes(lm, m, p))})[0] for m, p in checked]
+    bare = r.render(tmpl, {"motion": [lm.vocab.som, lm.vocab.eom]})[0]  # the prompt without its motion
     banned = [i for i in lm.tokenizer.all_special_ids if i != lm.tokenizer.eos_token_id and i < lm.vocab.base]
+    scale = lm.guidance if guidance is None else float(guidance)
     out: list[str] = []
     for k in range(0, len(prompts), batch_size):
-        b = collate([Example(p, [0]) for p in prompts[k:k + batch_size]], lm.tokenizer.pad_token_id, 10**6, 1)
-        ids = generate_text_ids(lm.model, b["input_ids"].to(device), b["attention_mask"].to(device), lm.vocab,
-                                banned, num_beams, max_length)
+        chunk = prompts[k:k + batch_size]
+        ids = generate_text_ids(lm.model, *_batch(chunk, lm, device), lm.vocab, banned, num_beams, max_length,
+                                uncond=_batch([bare] * len(chunk), lm, device), guidance=scale)
         out += [s.strip() or EMPTY_CAPTION for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out

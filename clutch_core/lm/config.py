@@ -38,6 +38,7 @@ class LMConfig:
     max_steps: Optional[int] = None  # caps every stage (--max-steps)
     task_mix: Optional[dict[str, dict[str, float]]] = None  # per stage, overrides clutch_core.lm.data.MIXTURES
     uncond: float = 0.0  # share of t2m / m2t examples trained without their text / motion (guided decoding)
+    guidance: float = 1.0  # decoding's default guidance scale, recorded with the model when uncond > 0
     decoder_dropout: float = 0.0  # share of the decoder's input tokens hidden while training (it must read the encoder)
     code_init: bool = False  # embed motion codes along their SHIFT codebook's principal directions (fresh models)
     buckets: int = 0  # > 0: each batch is one task on clips of one of this many length buckets (less padding)
@@ -66,7 +67,7 @@ class LMConfig:
     def identity(self, stage: str) -> dict[str, Any]:
         """Settings that change the stage's trained weights (not the step cap: a finished stage can be extended)."""
         d = dataclasses.asdict(self)
-        for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens",
+        for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens", "guidance",
                   *(f"{s}_steps" for s in STAGES)):
             d.pop(k)
         if stage != "refine":

@@ -133,8 +133,10 @@ def sampling_processors(temperature: float, top_k: int | None) -> list[LogitsPro
 @torch.no_grad()
 def generate_motion_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: MotionVocab,
                         max_steps: int, steps: int | Sequence[int] | None = None, do_sample: bool = False, temperature: float = 1.0,
-                        top_k: int | None = None) -> torch.Tensor:
-    """Batched constrained text-to-motion -> generated ids [B, L] (starting with <som>)."""
+                        top_k: int | None = None, uncond: tuple | None = None, guidance: float = 1.0) -> torch.Tensor:
+    """Batched constrained text-to-motion -> generated ids [B, L] (starting with <som>). With `uncond`
+    (input_ids, attention_mask of the prompts without their caption) and guidance != 1: guided decoding
+    (clutch_core.lm.guidance)."""
     from transformers import GenerationConfig
 
     if temperature <= 0:
@@ -142,6 +144,12 @@ def generate_motion_ids(model, input_ids: torch.Tensor, attention_mask: torch.Te
     size = model.get_output_embeddings().weight.shape[0]
     procs = LogitsProcessorList([MotionConstraint(vocab, size, max_steps, steps, greedy_presence=not do_sample),
                                  *(sampling_processors(temperature, top_k) if do_sample else [])])
+    if uncond is not None and guidance != 1.0:
+        from clutch_core.lm.guidance import guided_generate
+
+        out = guided_generate(model, (input_ids, attention_mask), uncond, procs, 2 + vocab.n_streams * max_steps,
+                              vocab.eom, guidance, do_sample)
+        return out[:, 1:]
     warp = dict(top_k=0, top_p=1.0, temperature=1.0) if do_sample else {}  # ours run after the constraint
     gc = GenerationConfig(do_sample=do_sample, num_beams=1, **warp,
                           max_new_tokens=2 + vocab.n_streams * max_steps, eos_token_id=vocab.eom,
@@ -154,9 +162,18 @@ def generate_motion_ids(model, input_ids: torch.Tensor, attention_mask: torch.Te
 
 @torch.no_grad()
 def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: MotionVocab,
-                      banned: list[int], num_beams: int = 1, max_new_tokens: int = 48) -> torch.Tensor:
-    """Motion-to-text, greedy (num_beams 1) or beam search -> ids [B, L]."""
+                      banned: list[int], num_beams: int = 1, max_new_tokens: int = 48, uncond: tuple | None = None,
+                      guidance: float = 1.0) -> torch.Tensor:
+    """Motion-to-text, greedy (num_beams 1) or beam search -> ids [B, L]. Greedy with `uncond` (the prompts
+    without their motion) and guidance != 1: guided decoding (clutch_core.lm.guidance)."""
     from transformers import GenerationConfig
+
+    if uncond is not None and guidance != 1.0 and num_beams == 1:
+        from clutch_core.lm.guidance import guided_generate
+
+        procs = LogitsProcessorList([TextOnly(vocab, banned, model.config.eos_token_id)])
+        return guided_generate(model, (input_ids, attention_mask), uncond, procs, max_new_tokens,
+                               model.config.eos_token_id, guidance)
 
     gc = GenerationConfig(do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens,
                           eos_token_id=model.config.eos_token_id, pad_token_id=model.config.pad_token_id,

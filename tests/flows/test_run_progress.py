@@ -55,16 +55,32 @@ def test_a_training_stage_reports_step_loss_eta_and_a_progress_artifact(prefect_
     assert progress and float(progress[0].data) == 100.0, [(a.type, a.data) for a in arts]
 
 
-def test_step_reporter_logs_first_last_and_every_period(caplog):
-    from clutch_core.training.progress import StepReporter, progress_of
+def test_step_reporter_logs_first_last_and_every_period():
+    from clutch_core.training.progress import StepReporter, log, progress_of
 
-    caplog.set_level(logging.INFO, logger="clutch_core.training.progress")
-    # another library's logging set-up earlier in this process (dictConfig) may have disabled existing loggers
-    logging.getLogger("clutch_core.training.progress").disabled = False
-    r = StepReporter("shift", total=100, every_s=3600.0)
-    for step in range(1, 101):
-        r.step(step, 1.0 / step)
-    reports = [progress_of(rec) for rec in caplog.records]
+    class Keep(logging.Handler):  # on the logger itself: immune to what other tests did to the root logger
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    keep, level, disabled, off = Keep(), log.level, log.disabled, logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    log.addHandler(keep)
+    log.setLevel(logging.INFO)
+    log.disabled = False  # another library's dictConfig earlier in this process may have disabled it
+    try:
+        r = StepReporter("shift", total=100, every_s=3600.0)
+        for step in range(1, 101):
+            r.step(step, 1.0 / step)
+    finally:
+        log.removeHandler(keep)
+        log.setLevel(level)
+        log.disabled = disabled
+        logging.disable(off)
+    reports = [progress_of(rec) for rec in keep.records]
     assert [p.step for p in reports] == [1, 100]  # the period is an hour: only the first and the last
     assert reports[-1].eta_s == pytest.approx(0.0) and reports[-1].fraction == 1.0
     assert reports[-1].line().startswith("shift: step 100/100 (100%), loss 0.0100, ETA 0m00s")

@@ -1,5 +1,6 @@
-"""The model can follow its text at all: on 32 clips and text-to-motion alone, the loss approaches zero and
-each clip's caption generates that clip's motion (retrieved among the 32 by its tokens)."""
+"""The model can follow its text at all: on 32 clips (their first 8 latent steps, 32 motion tokens each) and
+text-to-motion alone, the loss falls tenfold and each clip's caption generates that clip's motion (retrieved
+among the 32 by its tokens)."""
 import numpy as np
 import pytest
 import torch
@@ -27,9 +28,11 @@ def test_text_to_motion_overfits_32_clips(tmp_path_factory, tmp_path, one_torch_
             c.captions = c.captions[:1]
             clips.append(c)
     assert len(clips) == 32
+    for c in clips:  # short motions: memorising 32 x 32 tokens fits in a few hundred CPU steps
+        c.codes, c.presence = c.codes[:8], c.presence[:8]
     _, _, shift_config = load_tokenizer(run)
     cfg = preset_config("tiny", text_vocab=200, d_model=64, d_ff=128, layers=2, heads=4, d_kv=16, dropout=0.0,
-                        batch=16, lr=3e-3, buckets=4)
+                        batch=16, lr=1e-3, buckets=4)
     tok, vocab = base_tokenizer(cfg, shift_config, tmp_path / "tok", [c.captions[0] for c in clips])
     torch.manual_seed(0)
     model = build_t5(cfg, tok, vocab).train()
