@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; implies sampling)")
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default: all; implies sampling)")
     p.add_argument("--seed", type=int, help="random seed of the sampling (default 0; implies sampling)")
+    p.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale: how much the text outweighs the model's text-free guess "
+                        "(default: the one the run was trained for, see docs/lm.md; 1: none)")
     p.add_argument("--stage", choices=["pretrain", "refine", "instruct"],
                    help="language-model stage to use (default: the newest finished one)")
     p.set_defaults(func=_generate)
@@ -59,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--clip-id", help="clip of --dataset to describe")
     c.add_argument("--beams", type=int, default=1, help="beam search width (default 1: greedy)")
     c.add_argument("--max-length", type=int, default=48, help="longest caption in tokens (default 48)")
+    c.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale: how much the motion outweighs the model's motion-free guess "
+                        "(default: the one the run was trained for; 1: none)")
     c.add_argument("--stage", choices=["pretrain", "refine", "instruct"],
                    help="language-model stage to use (default: the newest finished one)")
     c.set_defaults(func=_caption)
@@ -80,7 +86,7 @@ def _generate(a) -> int:
                           if sample else "greedy (--sample or --seed to sample)"), file=sys.stderr)
     try:
         motions = generate(a.run, a.text, seconds=a.seconds, samples=a.samples, seed=seed, do_sample=sample,
-                           temperature=temperature, top_k=a.top_k, stage=a.stage)
+                           temperature=temperature, top_k=a.top_k, stage=a.stage, guidance=a.guidance)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     for w in generation_warnings(a.text, motions):
@@ -157,7 +163,8 @@ def _caption(a) -> int:
             raise CliError(f"--clip-id {a.clip_id}: no such clip in {a.dataset}")
         motion, presence = rows[0]["motion"], rows[0]["presence"]
     try:
-        print(caption(a.run, motion, presence, num_beams=a.beams, max_length=a.max_length, stage=a.stage))
+        print(caption(a.run, motion, presence, num_beams=a.beams, max_length=a.max_length, stage=a.stage,
+                      guidance=a.guidance))
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     return 0

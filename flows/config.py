@@ -112,8 +112,9 @@ class TrainClutchConfig(FlowConfig):
     stages: list[str] = Field(default_factory=lambda: list(_default_stages()),
                               description="stages to run, in pipeline order (CLI: comma-separated); "
                                           "see the stage table in docs/shift.md")
-    preset: Literal[_PRESETS] = Field("tiny", description="tiny: CPU-sized (its wall time on 2 cores: BENCHMARKS.md); paper: the paper's "  # type: ignore[valid-type]
-                                                          "scale, for GPUs")
+    preset: Literal[_PRESETS] = Field("tiny", description="tiny: CPU-sized (its wall time on 2 cores: BENCHMARKS.md); "  # type: ignore[valid-type]
+                                                          "small: the tiny models trained longer (under an hour on "
+                                                          "that CPU); paper: the paper's scale, for GPUs")
     tokenizer: Literal[_TOKENIZERS] = Field("shift", description="the tokenizer the shift stage trains (vqvae: "  # type: ignore[valid-type]
                                                                  "one VQ-VAE over the whole frame, the baseline)")
     max_steps: Optional[int] = Field(None, ge=1, description="training steps (default: the preset's)")

@@ -1,7 +1,8 @@
-"""The language-model stages' settings: one typed config, two presets.
+"""The language-model stages' settings: one typed config, three presets.
 
 `tiny`: a T5 built from a config (random weights) with a BPE text tokenizer trained
-on the dataset's captions: runs on a CPU in minutes with nothing downloaded.
+on the dataset's captions: runs on a CPU in minutes with nothing downloaded. `small`:
+the same model trained longer (under an hour on a CPU).
 `paper`: flan-t5-base from `base` (a folder, or the hub id google/flan-t5-base, which is
 downloaded only because it is named), AdamW 2e-4 betas (0.9, 0.99) as the authors.
 """
@@ -28,17 +29,18 @@ class LMConfig:
     rel_buckets: int = 32  # T5 relative-position buckets (half exact, half log-spaced up to rel_max_distance)
     rel_max_distance: int = 128
     batch: int = 16
-    lr: float = 1e-3
+    lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 30  # the first stage's (pretrain's); later stages start from a trained model
-    pretrain_steps: int = 240
+    pretrain_steps: int = 640
     refine_steps: int = 60
     instruct_steps: int = 60
     max_steps: Optional[int] = None  # caps every stage (--max-steps)
     task_mix: Optional[dict[str, dict[str, float]]] = None  # per stage, overrides clutch_core.lm.data.MIXTURES
     uncond: float = 0.0  # share of t2m / m2t examples trained without their text / motion (guided decoding)
     guidance: float = 1.0  # decoding's default guidance scale, recorded with the model when uncond > 0
+    forced_in_loss: bool = False  # True: also train the <absent> tokens decoding forces (lm.data.forced_tokens)
     decoder_dropout: float = 0.0  # share of the decoder's input tokens hidden while training (it must read the encoder)
     code_init: bool = False  # embed motion codes along their SHIFT codebook's principal directions (fresh models)
     buckets: int = 0  # > 0: each batch is one task on clips of one of this many length buckets (less padding)
@@ -78,11 +80,21 @@ class LMConfig:
         return d
 
 
+# A T5 trained from scratch on a CPU follows its text only with this recipe (docs/lm.md, "Why the recipe",
+# has the measurements): lr 5e-4 (1e-3 and above: the decoder learns the motion alone and ignores the
+# encoder), text-to-motion and motion-to-text only in pretrain (span corruption spends steps a small
+# corpus cannot afford), length buckets, code embeddings from the SHIFT codebooks, 10 % unconditional
+# examples for classifier-free guidance at 2, and no loss on the <absent> tokens decoding forces.
+_CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=5e-4, warmup_steps=30,
+                   buckets=8, code_init=True, uncond=0.1, guidance=2.0,
+                   task_mix={"pretrain": {"t2m": 0.5, "t2m_seconds": 0.2, "m2t": 0.3}})
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # steps sized so that every tiny stage together stays near 10 minutes on a quiet 2-core CPU
-    # (about 1 step/s here); more steps: raise them in a config of your own, --max-steps only caps
-    "tiny": dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=1e-3, warmup_steps=30,
-                 pretrain_steps=240, refine_steps=60, instruct_steps=60),
+    # steps sized so that every tiny stage together stays near 12 minutes on a quiet 2-core CPU
+    # (BENCHMARKS.md); more steps: the small preset, or a config of your own (--max-steps only caps)
+    "tiny": dict(_CPU_RECIPE, pretrain_steps=640, refine_steps=60, instruct_steps=60),
+    # the same model trained 3.5x as long: every default stage within 45 minutes on that CPU
+    "small": dict(_CPU_RECIPE, pretrain_steps=2400, refine_steps=200, instruct_steps=200, ckpt_every=200),
     "paper": dict(base="google/flan-t5-base", batch=32, lr=2e-4, warmup_steps=1000, pretrain_steps=100_000,
                   refine_steps=20_000, instruct_steps=20_000, ckpt_every=1000, log_every=50, max_input=320,
                   max_target=256, max_text_tokens=128),

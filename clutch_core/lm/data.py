@@ -156,6 +156,19 @@ def collate(examples: list[Example], pad: int, max_input: int, max_target: int) 
             "motion_at": torch.tensor([e.motion_at for e in examples]), "clip": torch.tensor([e.clip for e in examples])}
 
 
+def forced_tokens(labels: torch.Tensor, vocab: MotionVocab) -> torch.Tensor:
+    """labels [B, L] -> [B, L] bool: the <absent> tokens that copy their step's leading stream (a hand's pose
+    after its absent trajectory; a code after an absent or other-hand `hands` token). Decoding forces these,
+    so they carry no information; trained, they would teach <absent> as the most frequent token of all."""
+    n = vocab.n_streams
+    is_som = labels == vocab.som
+    som_at = is_som.int().argmax(1)  # [B] first <som> (t2m targets: index 0)
+    idx = torch.arange(labels.shape[1], device=labels.device)[None] - som_at[:, None] - 1  # [B, L] motion index
+    follower = torch.tensor([vocab.hand_leader(k) is not None for k in range(n)], device=labels.device)
+    inside = is_som.any(1, keepdim=True) & (idx >= 0)
+    return inside & follower[idx.clamp_min(0) % n] & (labels == vocab.absent)
+
+
 def tokens_for(run: str | os.PathLike, dataset: str | os.PathLike) -> Path:
     """The tokens folder of RUN's tokenizer in DATASET (must exist and be complete)."""
     from clutch_core.shift.tokenize import tokens_dir

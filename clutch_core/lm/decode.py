@@ -48,6 +48,10 @@ class MotionConstraint(LogitsProcessor):
         self.codes_or_absent = [row(vocab.stream_range(k), vocab.absent) for k in range(n)]
         self.absent = row(vocab.absent)
         self.leader = [vocab.hand_leader(k) for k in range(n)]
+        # guided decoding sets this to the conditional model's log-probabilities [B, V] before each call: the
+        # presence and end decisions are the conditional model's (guidance's ratio summed over hundreds of
+        # codes is heavy-tailed), the codes themselves are chosen on the guided scores
+        self.decide_on: torch.Tensor | None = None
 
     def allowed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids [B, L] (decoder start first) -> allowed next tokens [B, V] (or [1, V], broadcast)."""
@@ -73,32 +77,34 @@ class MotionConstraint(LogitsProcessor):
         allowed = self.allowed(input_ids).to(scores.device)
         finished = (input_ids == self.v.eom).any(1, keepdim=True)  # generate() pads these rows anyway
         if self.greedy_presence:
-            scores = self.end_by_mass(input_ids, scores, allowed)
-            scores = self.presence_by_mass(input_ids, scores)
+            basis = scores if self.decide_on is None else self.decide_on
+            scores = self.end_by_mass(input_ids, scores, allowed, basis)
+            scores = self.presence_by_mass(input_ids, scores, basis)
         return scores.masked_fill(~(allowed | finished), float("-inf"))
 
-    def end_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def end_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor, allowed: torch.Tensor,
+                    basis: torch.Tensor) -> torch.Tensor:
         """Where both <eom> and another step are allowed: keep <eom> alone, or forbid it, whichever holds
-        more probability (<eom> against the summed probability of the next step's first tokens)."""
+        more probability in `basis` (<eom> against the summed probability of the next step's first tokens)."""
         j = input_ids.shape[1] - 2
         if j < 0 or j % self.v.n_streams or not bool(allowed[..., self.v.eom].any()):
             return scores
         go = allowed & ~self.eom.to(allowed.device)[None]  # [B or 1, V]
-        more = torch.logsumexp(scores.float().masked_fill(~go, float("-inf")), -1)  # [B]
-        end = (scores[:, self.v.eom].float() >= more) & allowed[..., self.v.eom]  # [B]
+        more = torch.logsumexp(basis.float().masked_fill(~go, float("-inf")), -1)  # [B]
+        end = (basis[:, self.v.eom].float() >= more) & allowed[..., self.v.eom]  # [B]
         scores = scores.masked_fill(end[:, None] & go, float("-inf"))  # ending: only <eom> is left
         scores[:, self.v.eom] = scores[:, self.v.eom].masked_fill(~end, float("-inf"))
         return scores
 
-    def presence_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """At a hand's first stream: keep <absent> or the codes, whichever holds more probability."""
+    def presence_by_mass(self, input_ids: torch.Tensor, scores: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """At a hand's first stream: keep <absent> or the codes, whichever holds more probability in `basis`."""
         j = input_ids.shape[1] - 2
         k = j % self.v.n_streams
         if j < 0 or self.leader[k] is not None:
             return scores
         a, b = self.v.stream_range(k)
-        codes = torch.logsumexp(scores[:, a:b].float(), -1)  # [B]
-        absent = scores[:, self.v.absent].float() >= codes  # [B]
+        codes = torch.logsumexp(basis[:, a:b].float(), -1)  # [B]
+        absent = basis[:, self.v.absent].float() >= codes  # [B]
         scores = scores.clone()
         scores[:, a:b] = scores[:, a:b].masked_fill(absent[:, None], float("-inf"))
         scores[:, self.v.absent] = scores[:, self.v.absent].masked_fill(~absent, float("-inf"))

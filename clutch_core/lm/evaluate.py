@@ -57,6 +57,7 @@ class LMEvalConfig:
     temperature: float = 1.0  # sampling for MultiModality
     top_k: int | None = None
     num_beams: int = 1  # motion-to-text decoding
+    guidance: float | None = None  # classifier-free guidance of both directions; None: the run's own
     max_caption_tokens: int = 48
     batch_size: int = 32
     parts: tuple[str, ...] = ("t2m", "m2t")
@@ -85,7 +86,8 @@ class Generator:
                 continue
             out = generate(self.run, [k[0] for k in group], seconds=None if free else [k[1] / FPS for k in group],
                            samples=samples, seed=self.cfg.seed, do_sample=samples > 1, temperature=self.cfg.temperature,
-                           top_k=self.cfg.top_k, batch_size=self.cfg.batch_size, stage=self.stage)
+                           top_k=self.cfg.top_k, batch_size=self.cfg.batch_size, stage=self.stage,
+                           guidance=self.cfg.guidance)
             self.cache.update(zip(group, out))
         return [self.cache[k] for k in keys]
 
@@ -199,7 +201,7 @@ def m2t_table(ctx: EvalContext, run: Path, dataset: Path, cfg: LMEvalConfig, sta
     from clutch_core.lm.api import EMPTY_CAPTION, captions
 
     hyps = captions(run, list(zip(*ctx.real)), cfg.num_beams, cfg.max_caption_tokens, stage,
-                    batch_size=cfg.batch_size)
+                    batch_size=cfg.batch_size, guidance=cfg.guidance)
     scored = ["" if h == EMPTY_CAPTION else h for h in hyps]  # scored as saying nothing, and counted
     refs = [[c["text"] for c in clip["captions"]] for clip in ctx.clips]
     rows = {"clutch": scored, **baseline_captions(ctx, dataset, real_emb)}

@@ -8,7 +8,9 @@ p(token | condition, prefix) and p(token | prefix). Decoding with scale s >= 1 u
 
 which is the conditional model at s = 1 and leans further on what the condition changes
 above it (Ho & Salimans 2022 for diffusion; Sanchez et al. 2023 for language models; MoMask
-uses it for text-to-motion). Both prompts share one batch: rows [0, B) conditional,
+uses it for text-to-motion). The structural choices of text-to-motion (is a hand present, does
+the motion end) stay the conditional model's: guidance's ratio summed over hundreds of codes is
+heavy-tailed and would flip them (clutch_core.lm.decode). Both prompts share one batch: rows [0, B) conditional,
 [B, 2B) unconditional; the encoder runs once, the decoder step by step with its cache, and
 both halves always continue with the same token.
 """
@@ -36,6 +38,9 @@ def guided_generate(model, cond: tuple[torch.Tensor, torch.Tensor], uncond: tupl
         past = o.cache
         lp = F.log_softmax(o.logits[:, -1].float(), -1)
         scores = lp[b:] + scale * (lp[:b] - lp[b:])
+        for p in processors:
+            if hasattr(p, "decide_on"):  # MotionConstraint: presence and end decided by the conditional model
+                p.decide_on = lp[:b]
         scores = processors(out, scores)
         nxt = torch.multinomial(F.softmax(scores, -1), 1)[:, 0] if do_sample else scores.argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)

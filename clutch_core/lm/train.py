@@ -15,6 +15,7 @@ same weights as an uninterrupted one on CPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from clutch_core.lm.config import STAGES, LMConfig
-from clutch_core.lm.data import Clip, Sampler, collate, load_corpus, tokens_for
+from clutch_core.lm.data import Clip, Sampler, collate, forced_tokens, load_corpus, tokens_for
 from clutch_core.lm.geometry import (MotionTargets, gather_motion_logits, geometric_loss, hard_decode,
                                      joint_error, soft_decode, step_presence)
 from clutch_core.lm.model import (TrainingState, base_tokenizer, build_t5, init_code_embeddings, lm_weights_id,
@@ -227,7 +228,7 @@ def _resolve_precision(s: _Stage, cfg: LMConfig) -> tuple[bool, str]:
 
     def step():
         return s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       labels=batch["labels"]).loss
+                       labels=batch["labels"], decoder_input_ids=batch["decoder_input_ids"]).loss
 
     key = (json.dumps(cfg.identity(s.name), sort_keys=True), tuple(batch["input_ids"].shape), tuple(batch["labels"].shape))
     return resolve_amp(cfg.amp, s.device, s.model, step, key)
@@ -239,7 +240,25 @@ def _meta(s: _Stage) -> dict[str, Any]:
 
 def _batch(s: _Stage, cfg: LMConfig, step: int) -> dict[str, torch.Tensor]:
     b = collate(s.sampler.batch(step, cfg.batch), s.tok.pad_token_id, cfg.max_input, cfg.max_target)
-    return {k: (v.to(s.device) if k in ("input_ids", "attention_mask", "labels") else v) for k, v in b.items()}
+    b = {k: (v.to(s.device) if k in ("input_ids", "attention_mask", "labels") else v) for k, v in b.items()}
+    return loss_labels(b, s.model, s.tok, s.vocab, cfg, step)
+
+
+def loss_labels(b: dict[str, torch.Tensor], model, tok, vocab: MotionVocab, cfg: LMConfig, step: int) -> dict:
+    """The batch with T5's decoder inputs made from its labels (a `decoder_dropout` share hidden), and
+    the labels the loss sees: without the forced <absent> tokens unless cfg.forced_in_loss."""
+    start = model.config.decoder_start_token_id
+    labels = b["labels"]
+    inputs = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], 1)
+    inputs = inputs.masked_fill(inputs < 0, tok.pad_token_id)
+    if cfg.decoder_dropout > 0:  # a decoder that cannot lean on its own previous tokens has to read the encoder
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # a function of (seed, step): resumable
+        hide = torch.rand(inputs.shape, generator=g).to(inputs.device) < cfg.decoder_dropout
+        hide[:, 0] = False
+        inputs = inputs.masked_fill(hide & (inputs != tok.pad_token_id), tok.unk_token_id)
+    if not cfg.forced_in_loss:
+        labels = labels.masked_fill(forced_tokens(labels, vocab), -100)
+    return {**b, "labels": labels, "decoder_input_ids": inputs}
 
 
 def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> int:
@@ -254,7 +273,7 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
                 g["lr"] = lr
             with autocast(s.use_bf16, s.device):
                 o = s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
-                            decoder_input_ids=_decoder_inputs(s, cfg, batch["labels"]))
+                            decoder_input_ids=batch["decoder_input_ids"])
             loss, parts = o.loss.float(), {"ce": o.loss.item()}
             if s.name == "refine":
                 loss = loss + _refine_loss(s, cfg, batch, o.logits, parts)
@@ -271,20 +290,6 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
                 save_training_state(s.out / CHECKPOINT, s.step, s.state, s.opt, _meta(s), FORMAT)
     report.close()
     return seen
-
-
-def _decoder_inputs(s: _Stage, cfg: LMConfig, labels: torch.Tensor) -> torch.Tensor | None:
-    """The labels shifted right (T5's decoder inputs), a `decoder_dropout` share of them hidden (<unk>): a
-    decoder that cannot lean on its own previous tokens alone has to read the encoder. None: T5's own."""
-    if cfg.decoder_dropout <= 0:
-        return None
-    start = s.model.config.decoder_start_token_id
-    inputs = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], 1)
-    inputs = inputs.masked_fill(inputs < 0, s.tok.pad_token_id)
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + s.step)  # a function of (seed, step): resumable
-    hide = torch.rand(inputs.shape, generator=g).to(inputs.device) < cfg.decoder_dropout
-    hide[:, 0] = False
-    return inputs.masked_fill(hide & (inputs != s.tok.pad_token_id), s.tok.unk_token_id)
 
 
 def _refine_loss(s: _Stage, cfg: LMConfig, batch: dict, logits: torch.Tensor, parts: dict) -> torch.Tensor | float:
@@ -355,8 +360,11 @@ def teacher_forced(model, renderer: Renderer, clips: list[Clip], frames, shift, 
             ex.clip = k + j
             exs.append(ex)
         batch = collate(exs, renderer.tok.pad_token_id, cfg.max_input, cfg.max_target)
-        lab = batch["labels"].to(device)
-        o = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), labels=lab)
+        batch = loss_labels({**batch, "labels": batch["labels"].to(device)}, model, renderer.tok, vocab,
+                            dataclasses.replace(cfg, decoder_dropout=0.0), 0)
+        lab = batch["labels"]
+        o = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), labels=lab,
+                  decoder_input_ids=batch["decoder_input_ids"])
         tot["ce"] += float(o.loss) * len(chunk)
         hit, code = o.logits.argmax(-1) == lab, torch.from_numpy(vocab.is_code(lab.cpu().numpy())).to(device)
         pres = (lab == vocab.absent) | (torch.from_numpy(vocab.is_presence(lab.cpu().numpy())).to(device))

@@ -11,6 +11,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 10 minutes on a quiet 2-core CPU (BENCHMARKS.md, "The tiny preset end to end")
     "tiny": dict(width=128, code_dim=128, codes=512, batch=32, window=64, lr=5e-4, warmup_steps=100,
                  max_steps=800, ckpt_every=200),
+    # CPU, longer: the tiny nets trained 2.5x as long, for the `small` language model (every default stage
+    # of train-clutch within 45 minutes on a quiet 2-core CPU)
+    "small": dict(width=128, code_dim=128, codes=512, batch=32, window=64, lr=5e-4, warmup_steps=100,
+                  max_steps=2000, ckpt_every=250),
     # The authors' SHIFT (GPU). Source of each value: their released configs
     # release_checkpoints/20_07_..._cb4K_d064_decomp_{hp,traj}_down02/input_train_config.yaml
     # in github.com/bala1144/CLUTCH:

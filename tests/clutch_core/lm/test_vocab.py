@@ -145,3 +145,24 @@ def test_h2h_example_moves_one_hand_to_the_other(tiny_lm):
     _, in_pres = vocab.decode(ex.input_ids[ex.input_ids.index(vocab.som):])
     assert sorted(out_pres.sum(0).tolist()) == [0, 3]  # the target holds one hand ...
     assert (in_pres.sum(0) == 3 - out_pres.sum(0)).all()  # ... the input the other
+
+
+def test_forced_tokens_are_the_absent_tokens_that_copy_their_leading_stream():
+
+    from clutch_core.lm.data import forced_tokens
+
+    v = MotionVocab.from_tokenizer_config(100, SHIFT_CFG)
+    codes = np.zeros((3, 4), dtype=np.int64)
+    presence = np.array([[True, False], [False, False], [True, True]])
+    ids = v.encode(codes, presence)  # <som> [lt lp rt rp] x 3 <eom>
+    labels = torch.tensor([[7, 8] + ids, [7, 8] + [-100] * len(ids)])  # motion after two text tokens; a row without
+    got = forced_tokens(labels, v)
+    want = torch.zeros_like(got)
+    pos = [2 + 1 + s * 4 + k for s in range(3) for k in range(4)]  # label positions of the motion tokens
+    for s, (left, right) in enumerate(presence):
+        if not left:
+            want[0, pos[s * 4 + 1]] = True  # left pose copies left traj's <absent>
+        if not right:
+            want[0, pos[s * 4 + 3]] = True
+    assert torch.equal(got, want)
+    assert not got[0, [pos[s * 4] for s in range(3)]].any()  # a leading stream's <absent> is decided, so trained
