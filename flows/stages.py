@@ -88,8 +88,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("tokenize", _tokenize, lambda c: None, every_rank=False,
           doc="write the motion tokens of every clip to DATASET/tokens/"),
     Stage("pretrain", _lm("pretrain"), lambda c: c.lm_config(), every_rank=False,
-          doc="language model: T5 + motion tokens, span corruption mixed with text-to-motion / motion-to-text; "
-              "writes RUN/pretrain/"),
+          doc="language model: T5 + motion tokens on text-to-motion and motion-to-text (the paper preset "
+              "mixes in span corruption); writes RUN/pretrain/"),
     Stage("refine", _lm("refine"), lambda c: c.lm_config(), every_rank=False,
           doc="geometric refinement: cross-entropy + a loss on motion decoded through the frozen SHIFT; "
               "writes RUN/refine/"),

@@ -260,6 +260,9 @@ def compose_frames(joints: np.ndarray, presence: np.ndarray, caption: str = "", 
 # ------------------------------------------------------------------ writers
 
 
+GIF_COLORS = 96  # skeletons, subtitles and a video thumbnail: 96 shared colours read well
+
+
 def write_video(frames: Iterator[np.ndarray], out: Path, fps: float = FPS) -> Path:
     """.mp4 through PyAV (libx264 when present, else mpeg4) or .gif through Pillow."""
     out = Path(out)
@@ -271,7 +274,15 @@ def write_video(frames: Iterator[np.ndarray], out: Path, fps: float = FPS) -> Pa
         imgs = [Image.fromarray(f) for f in frames]
         if not imgs:
             raise ValueError("nothing to render: the clip has no frames")
-        imgs[0].save(out, save_all=True, append_images=imgs[1:], duration=int(round(1000 / fps)), loop=0, optimize=False)
+        # one palette for the clip, from a strip of a few frames, no dithering: the frames' unchanged pixels stay
+        # byte-equal, which GIF's frame differencing turns into a few times smaller files
+        sample = [imgs[i] for i in np.linspace(0, len(imgs) - 1, min(4, len(imgs))).astype(int)]
+        strip = Image.new("RGB", (sample[0].width, sample[0].height * len(sample)))
+        for i, im in enumerate(sample):
+            strip.paste(im, (0, i * im.height))
+        pal = strip.quantize(colors=GIF_COLORS)
+        imgs = [im.quantize(palette=pal, dither=Image.Dither.NONE) for im in imgs]
+        imgs[0].save(out, save_all=True, append_images=imgs[1:], duration=int(round(1000 / fps)), loop=0, optimize=True)
         return out
     if suffix != ".mp4":
         raise ValueError(f"{out}: output must end in .mp4 or .gif")
