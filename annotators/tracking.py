@@ -159,8 +159,14 @@ class MediaPipeHands:
             )
             self._lm = vision.HandLandmarker.create_from_options(opts)
             # close before interpreter teardown: MediaPipe's own finalizer fails that late
-            weakref.finalize(self, _close, self._lm)
+            self._closer = weakref.finalize(self, _close, self._lm)
         return self._lm
+
+    def close(self) -> None:
+        """Free the native landmarker now (its C++ side logs as it goes); the next `track` makes a new one."""
+        if self._lm is not None:
+            self._closer()
+            self._lm = None
 
     def reset(self) -> None:
         """Forget the video being tracked; the landmarker itself is kept for the next video.

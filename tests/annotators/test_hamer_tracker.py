@@ -96,6 +96,7 @@ def test_tracks_video_frames(tracker, frames):
 
     mp = MediaPipeHands()  # the boxes and labels: MediaPipe's detections on the same frames
     ref = mp.track(frames, fps=1.5)
+    mp.close()
     for i in range(t):
         for j in np.flatnonzero(ref.valid[i]):
             k = int(np.flatnonzero(det.label[i] == ref.label[i, j])[0])  # handedness comes from the box

@@ -8,7 +8,9 @@ from annotators import tracking
 
 @pytest.fixture(scope="module")
 def tracker():
-    return tracking.load_tracker()  # torch.hub.load(<repo>, "mediapipe_hands", source="local")
+    t = tracking.load_tracker()  # torch.hub.load(<repo>, "mediapipe_hands", source="local")
+    yield t
+    t.close()  # now, while pytest captures its native log lines, not at a later garbage collection
 
 
 def _photo(shared_data, name, box=None):
@@ -62,6 +64,7 @@ def test_handedness_is_anatomical_on_unmirrored_photos(tracker, shared_data):
     assert d.label[0, left_in_image] == 1 and d.label[0, 1 - left_in_image] == 0
     mirrored = tracking.MediaPipeHands(mirrored_input=True)
     dm = mirrored.track(img[None], fps=1.0)
+    mirrored.close()
     assert dm.label[0, int(np.nanargmin(dm.kp2d[0, :, 0, 0]))] == 0
 
 

@@ -17,7 +17,9 @@ from clutch_core.hands import lift
 def tracker():
     from annotators import tracking
 
-    return tracking.load_tracker()
+    t = tracking.load_tracker()
+    yield t
+    t.close()  # now, while pytest captures its native log lines, not at a later garbage collection
 
 
 def _detect(tracker, shared_data, name):
