@@ -11,6 +11,13 @@ quality: `evaluate_lm` of OUT/run (text-to-motion rows, motion-to-text table) an
          mean and spread over seeds). Prints Markdown tables, writes OUT/quality*.json.
     python benchmarks/lm.py quality --out OUT [--repeats 5] [--mm-texts 32]
 
+curve:   the learning curve of a preset's pretrain stage: train it in segments of --every
+         steps (a stage extended by a higher step cap resumes from its checkpoint: the same
+         weights as one run), score each segment's end (text-to-motion and motion-to-text R@3,
+         FID, KID, one evaluator), write RUN/eval/learning_curve.json and .png. RUN needs its
+         shift and tokenize stages (`clutch train D --out RUN --preset small --stages shift,tokenize`).
+    python benchmarks/lm.py curve --dataset D --run RUN --preset small --every 400 [--repeats 5]
+
 speed:   LM training tokens/s and peak memory (tiny preset, CPU), generation latency per
          clip at batch 1 and 32, the share of generation time spent in the constrained
          decoding LogitsProcessor, and on CUDA a flan-t5-base-shaped model (config only,
@@ -376,6 +383,62 @@ def speed(args) -> None:
         print(f"| {r['what']} | {r['device']} | {tps} | {mem} | {ms} | {share} |")
 
 
+def curve(args) -> None:
+    from clutch_core.lm.config import preset_config
+    from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
+    from clutch_core.lm.train import run_stage
+
+    torch.set_num_threads(args.threads)
+    run, dataset = Path(args.run), Path(args.dataset)
+    out = run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    total = preset_config(args.preset).pretrain_steps
+    points = json.loads((out / "learning_curve.json").read_text()) if (out / "learning_curve.json").exists() else []
+    done = {p["step"] for p in points}
+    for cap in [*range(args.every, total, args.every), total]:
+        t0 = time.time()
+        run_stage("pretrain", dataset, run, preset_config(args.preset, max_steps=cap), progress=False)
+        if cap in done:
+            continue
+        t1 = time.time()
+        rep = evaluate_lm(run, dataset, LMEvalConfig(stage="pretrain", repeats=args.repeats, mm_texts=2,
+                                                     mm_generations=2, caption_boot=10))
+        g, c = rep["t2m"]["clutch"], rep["m2t"]["clutch"]
+        points.append({"step": cap, "t2m_r3": g["r_precision_top3"], "t2m_r3_ci95": g.get("r_precision_top3_ci95"),
+                       "fid": g["fid"], "kid": g["kid"], "m2t_r3": c["r_precision_top3"],
+                       "real_t2m_r3": rep["t2m"]["real"]["r_precision_top3"],
+                       "real_m2t_r3": rep["m2t"]["real"]["r_precision_top3"],
+                       "train_s": round(t1 - t0, 1), "eval_s": round(time.time() - t1, 1)})
+        print(json.dumps(points[-1]), flush=True)
+        (out / "learning_curve.json").write_text(json.dumps(points, indent=1))
+    plot_curve(points, out / "learning_curve.png", args.preset)
+
+
+def plot_curve(points: list[dict], path: Path, preset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [p["step"] for p in points]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(steps, [p["t2m_r3"] for p in points], "o-", label="text-to-motion R@3")
+    a.plot(steps, [p["m2t_r3"] for p in points], "s-", label="motion-to-text R@3")
+    a.axhline(points[-1]["real_t2m_r3"], ls="--", c="grey", lw=1, label="real motion")
+    a.axhline(3 / 32, ls=":", c="k", lw=1, label="chance (3/32)")
+    a.set(xlabel="pretrain step", ylabel="R@3 (higher is better)", ylim=(0, 1), title=f"{preset}: retrieval")
+    a.legend(fontsize=8)
+    b.plot(steps, [p["fid"] for p in points], "o-", c="C3", label="FID")
+    b.set(xlabel="pretrain step", ylabel="FID (lower is better)", title=f"{preset}: realism")
+    k = b.twinx()
+    k.plot(steps, [p["kid"] for p in points], "s--", c="C4", label="KID")
+    k.set_ylabel("KID (lower is better)")
+    fig.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -404,6 +467,13 @@ def main() -> None:
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--lm", help="JSON of LMConfig overrides")
     sp.add_argument("--threads", type=int, default=2)
+    cu = sub.add_parser("curve")
+    cu.add_argument("--dataset", required=True)
+    cu.add_argument("--run", required=True, help="a run folder with its shift and tokenize stages done")
+    cu.add_argument("--preset", default="small")
+    cu.add_argument("--every", type=int, default=400)
+    cu.add_argument("--repeats", type=int, default=5)
+    cu.add_argument("--threads", type=int, default=2)
     tr = sub.add_parser("_train", help=argparse.SUPPRESS)
     for a in ("--dataset", "--run", "--stage"):
         tr.add_argument(a, required=True)
@@ -411,7 +481,7 @@ def main() -> None:
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--lm")
     args = p.parse_args()
-    {"prepare": prepare, "quality": quality, "speed": speed, "_train": train_speed}[args.cmd](args)
+    {"prepare": prepare, "quality": quality, "speed": speed, "curve": curve, "_train": train_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

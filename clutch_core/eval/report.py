@@ -84,7 +84,7 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     merge_tables(old, {"_": {HASH_KEY: ev_hash}}, str(metrics_path))  # fail before the long part
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed)
-    table, artifacts = evaluate_rows(ctx, cfg.rows)
+    table, artifacts = evaluate_rows(ctx, cfg.rows, progress=cfg.progress)
     for name, art in artifacts.items():  # codebook usage numbers go into the table too
         for book, c in art.get("code_counts", {}).items():
             table[name][f"codebook_used_{book}"] = float((np.asarray(c) > 0).mean())

@@ -63,7 +63,7 @@ def score_row(ctx: EvalContext, src: RowSource, real_emb: np.ndarray, progress: 
 
 
 def evaluate_rows(ctx: EvalContext, names: Sequence[str] | None = None,
-                  progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+                  progress: bool = False) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
     """(metrics per row, plot artifacts per row) for every registered row the run supports."""
     real_emb = ctx.evaluator.encode_motion(*ctx.real)
     table, artifacts = {}, {}
