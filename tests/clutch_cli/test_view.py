@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from clutch_cli import main
+from tests.fixtures.cli import assert_usage_errors
 from tests.fixtures.eval_data import make_rows, write_dataset
 
 
@@ -50,12 +51,7 @@ def test_usage_errors_exit_2_with_a_message(dataset, tmp_path, capsys):
         (["view", str(dataset), "--dataset", str(dataset)], ["--dataset goes with a RUN"]),
         (["view", str(dataset), "--mano-dir", str(tmp_path / "mano")], ["--mano-dir", "no such folder"]),
     ]
-    for argv, needles in cases:
-        capsys.readouterr()
-        assert main(argv) == 2, argv
-        err = capsys.readouterr().err
-        assert all(n in err for n in needles), (argv, err)
-        assert "Traceback" not in err
+    assert_usage_errors(main, capsys, cases)
     run = tmp_path / "run"
     (run / "shift").mkdir(parents=True)
     assert main(["view", str(run), "--dataset", str(plain)]) == 2

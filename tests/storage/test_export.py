@@ -13,6 +13,7 @@ import yaml
 
 from clutch_cli import main
 from storage.schema import ARRAY_SHAPES, CLIP_SCHEMA, rows_to_table
+from tests.fixtures.cli import assert_usage_errors
 from tests.fixtures.eval_data import make_rows
 
 try:
@@ -169,12 +170,7 @@ def test_usage_errors_exit_2_and_create_nothing(dataset, newer_schema, tmp_path,
         (["export", str(dataset), "--hf", str(tmp_path / "o3"), "--splits", "train,holdout"], ["holdout"]),
         (["export", str(dataset), "--hf", str(dataset.parent)], ["overwrite the dataset"]),
     ]
-    for argv, needles in cases:
-        capsys.readouterr()
-        assert main(argv) == 2, argv
-        err = capsys.readouterr().err
-        assert all(n in err for n in needles), (argv, err)
-        assert "Traceback" not in err
+    assert_usage_errors(main, capsys, cases)
     assert not any((tmp_path / f"o{k}").exists() for k in (1, 2, 3))
     full = tmp_path / "full"
     full.mkdir()

@@ -5,7 +5,6 @@ source frame shows the keypoints, and the SQL filter works (a bad one is reporte
 One server and one browser for the module."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from clutch_core.render.render import HAND_COLORS, clip_joints
 from clutch_core.view.tracks import bone_segments, to_viewer
 from tests.fixtures.cdp import (Browser, canvas_screenshot, click_button, fill, hand_pixels, install_panel_helpers,
-                                keep_for_docs, require_chromium)
+                                keep_for_docs, require_chromium, until)
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +43,11 @@ def page(built, tmp_path_factory):
         browser.goto(served.url)
         browser.wait_for("document.body && document.body.innerText.includes('Apply filter')", what="the panel")
         install_panel_helpers(browser)
-        _until(lambda: len(served.viewer.server.get_clients()) == 1, "the browser to connect")
+        until(lambda: len(served.viewer.server.get_clients()) == 1, "the browser to connect")
         yield served, browser
     finally:
         browser.close()
         served.stop()
-
-
-def _until(cond, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _row(built, clip_id):
@@ -101,16 +92,16 @@ def test_timeline_plays_pauses_and_scrubs(page):
     viewer = served.viewer
     n = viewer.scene.frames
     click_button(browser, "Play")
-    _until(lambda: viewer.scene.frame > 2, "the timeline to advance")
+    until(lambda: viewer.scene.frame > 2, "the timeline to advance")
     click_button(browser, "Pause")
-    _until(lambda: not viewer.playing, "pause")
+    until(lambda: not viewer.playing, "pause")
     # scrub: a click at 3/4 of the slider's track moves to about 3/4 of the clip
     x, y, w = browser.js("(() => { const p = [...document.querySelectorAll('p')].find(e => e.textContent.trim() "
                          "=== 'Frame'); const s = p.parentElement.parentElement.querySelector('.mantine-Slider-root');"
                          " s.scrollIntoView({block: 'center'}); const r = s.getBoundingClientRect(); "
                          "return [r.x, r.y + r.height / 2, r.width]; })()")
     browser.click(x + 0.75 * w, y)
-    _until(lambda: abs(viewer.scene.frame - 0.75 * (n - 1)) <= 2, f"frame {0.75 * (n - 1):.0f}")
+    until(lambda: abs(viewer.scene.frame - 0.75 * (n - 1)) <= 2, f"frame {0.75 * (n - 1):.0f}")
     assert browser.wait_for(f"document.body.innerText.includes('frame {viewer.scene.frame + 1} of {n}')")
 
 
@@ -139,14 +130,14 @@ def test_sql_filter_picks_clips_and_a_bad_filter_is_reported(page, built):
     total = connect(built).execute("SELECT count(*) FROM clips").fetchall()[0][0]
     assert 0 < len(ids) < total  # the filter must change the list for this check to mean something
     fill(browser, "Filter (SQL)", where)
-    _until(lambda: viewer._where.value == where, "the filter to reach the server")
+    until(lambda: viewer._where.value == where, "the filter to reach the server")
     click_button(browser, "Apply filter")
     browser.wait_for(f"document.body.innerText.includes('{len(ids)} of {total} clips match')", what="the match count")
-    _until(lambda: viewer.scene.tracks[0].label == ids[0], "the first matching clip")
+    until(lambda: viewer.scene.tracks[0].label == ids[0], "the first matching clip")
     for bad, needle in (("presence_left >>> 1", "not a filter over the clips view"),
                         ("(SELECT count(*) FROM read_text('/etc/hostname')) > 0", "not a filter")):
         fill(browser, "Filter (SQL)", bad)
-        _until(lambda: viewer._where.value == bad, "the filter to reach the server")
+        until(lambda: viewer._where.value == bad, "the filter to reach the server")
         click_button(browser, "Apply filter")
         browser.wait_for(f"document.body.innerText.includes({needle!r})", what=f"the message for {bad!r}")
     assert len(viewer.server.get_clients()) == 1 and viewer.scene.tracks[0].label == ids[0]  # still serving

@@ -6,7 +6,6 @@ without a model)."""
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from clutch_cli import main
 from clutch_core.render.render import HAND_COLORS
 from tests.fixtures.cdp import (Browser, canvas_screenshot, click_button, fill, hand_pixels, install_panel_helpers,
-                                keep_for_docs, require_chromium)
+                                keep_for_docs, require_chromium, until)
 from tests.fixtures.lm_run import LM_SMALL, copy_run, shift_run
 
 pytestmark = pytest.mark.slow
@@ -60,15 +59,7 @@ def _open(browser, served) -> None:
     browser.goto(served.url)
     browser.wait_for("document.body && document.body.innerText.includes('Generate')", what="the playground")
     install_panel_helpers(browser)
-    _until(lambda: len(served.viewer.server.get_clients()) == 1, "the browser to connect")
-
-
-def _until(cond, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    until(lambda: len(served.viewer.server.get_clients()) == 1, "the browser to connect")
 
 
 def _ask(browser, viewer, text: str, seconds: str, samples: str = "1") -> None:
@@ -77,7 +68,7 @@ def _ask(browser, viewer, text: str, seconds: str, samples: str = "1") -> None:
                                                                             float(seconds)),
                                        ("Samples", samples, viewer._samples, int(samples))):
         fill(browser, label, value)
-        _until(lambda: handle.value == want, f"{label} = {value!r} on the server")
+        until(lambda: handle.value == want, f"{label} = {value!r} on the server")
 
 
 def _page_says(browser, text: str, timeout: float = 60) -> None:
@@ -99,7 +90,7 @@ def test_generate_in_the_browser_animates_motion_of_the_asked_length(page, tmp_p
     x1 = state["/tracks/1/left/joints"]["points"][:, 0].mean()
     assert x1 - x0 > 0.05  # side by side
     click_button(browser, "Play")
-    _until(lambda: viewer.scene.frame > 2, "the samples to play")
+    until(lambda: viewer.scene.frame > 2, "the samples to play")
     click_button(browser, "Pause")
     img = canvas_screenshot(browser, tmp_path / "canvas.png")
     assert img.std() > 10 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50
@@ -143,7 +134,7 @@ def test_a_second_click_while_a_job_runs_is_refused(page):
         click_button(browser, "Generate")
         _page_says(browser, "busy: generate is running")
         click_button(browser, "Caption")
-        _until(lambda: viewer.messages[-1].startswith("busy:"), "the caption click to be refused")
+        until(lambda: viewer.messages[-1].startswith("busy:"), "the caption click to be refused")
     finally:
         gate.set()
         viewer.jobs.wait(60)
@@ -153,15 +144,15 @@ def test_a_second_click_while_a_job_runs_is_refused(page):
 def test_caption_and_download_what_is_on_screen(page, tmp_path):
     served, browser = page
     viewer = served.viewer
-    _until(lambda: viewer.jobs.running is None, "no job")
+    until(lambda: viewer.jobs.running is None, "no job")
     click_button(browser, "Caption")
-    _until(lambda: viewer.messages[-1].startswith("caption: "), "a caption")
+    until(lambda: viewer.messages[-1].startswith("caption: "), "a caption")
     assert viewer.messages[-1][len("caption: "):].strip()
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
     click_button(browser, "Download")
-    _until(lambda: [p for p in downloads.glob("*.npz")] and not list(downloads.glob("*.crdownload")), "the .npz")
+    until(lambda: [p for p in downloads.glob("*.npz")] and not list(downloads.glob("*.crdownload")), "the .npz")
     (path,) = downloads.glob("*.npz")
     z = np.load(path)
     track = viewer.scene.tracks[0]
