@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # steps sized so that every tiny stage together stays near 12 minutes on a quiet 2-core CPU
     # (BENCHMARKS.md); more steps: the small preset, or a config of your own (--max-steps only caps)
     "tiny": dict(_CPU_RECIPE, pretrain_steps=640, refine_steps=60, instruct_steps=60),
-    # the same model trained 3.5x as long: every default stage within 45 minutes on that CPU
+    # the same model trained 3.75x as long: every default stage within 45 minutes on that CPU
     "small": dict(_CPU_RECIPE, pretrain_steps=2400, refine_steps=200, instruct_steps=200, ckpt_every=200),
     "paper": dict(base="google/flan-t5-base", batch=32, lr=2e-4, warmup_steps=1000, pretrain_steps=100_000,
                   refine_steps=20_000, instruct_steps=20_000, ckpt_every=1000, log_every=50, max_input=320,
