@@ -20,7 +20,7 @@ def test_which_hand_the_text_names_is_the_hand_that_moves(tmp_path_factory, one_
     # narrow model (which takes lr 1e-3) and 40 clips; with the forced tokens in the loss (forced_in_loss),
     # this model writes every hand absent
     cfg = preset_config("tiny", text_vocab=200, d_model=64, d_ff=128, layers=2, heads=4, d_kv=16,
-                        pretrain_steps=300, eval_clips=8, lr=1e-3, buckets=4)
+                        pretrain_steps=300, eval_clips=8, lr=1e-3, buckets=4, amp="off")
     run_stage("pretrain", dataset, run, cfg, progress=False)
     presence = {}
     for text in (LEFT, RIGHT, LEFT.replace("left", "right"), RIGHT.replace("right", "left")):
