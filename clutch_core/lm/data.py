@@ -165,7 +165,8 @@ def forced_tokens(labels: torch.Tensor, vocab: MotionVocab) -> torch.Tensor:
     som_at = is_som.int().argmax(1)  # [B] first <som> (t2m targets: index 0)
     idx = torch.arange(labels.shape[1], device=labels.device)[None] - som_at[:, None] - 1  # [B, L] motion index
     follower = torch.tensor([vocab.hand_leader(k) is not None for k in range(n)], device=labels.device)
-    inside = is_som.any(1, keepdim=True) & (idx >= 0)
+    spans = ((labels >= vocab.mask(0)) & (labels <= vocab.mask(vocab.masks - 1))).any(1, keepdim=True)
+    inside = is_som.any(1, keepdim=True) & ~spans & (idx >= 0)  # span-corruption targets: no step grid
     return inside & follower[idx.clamp_min(0) % n] & (labels == vocab.absent)
 
 

@@ -166,3 +166,5 @@ def test_forced_tokens_are_the_absent_tokens_that_copy_their_leading_stream():
             want[0, pos[s * 4 + 3]] = True
     assert torch.equal(got, want)
     assert not got[0, [pos[s * 4] for s in range(3)]].any()  # a leading stream's <absent> is decided, so trained
+    span = torch.tensor([[v.mask(0)] + ids[:-1] + [v.mask(1), v.eom]])  # a span-corruption target: no step grid
+    assert not forced_tokens(span, v).any()
