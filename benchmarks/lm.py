@@ -433,7 +433,7 @@ def plot_curve(points: list[dict], path: Path, preset: str) -> None:
     k = b.twinx()
     k.plot(steps, [p["kid"] for p in points], "s--", c="C4", label="KID")
     k.set_ylabel("KID (lower is better)")
-    fig.legend(loc="lower right", fontsize=8)
+    b.legend(handles=b.get_lines() + k.get_lines(), fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
