@@ -23,8 +23,11 @@ def dataset(tmp_path_factory):
 @pytest.mark.slow
 def test_prints_the_url_serves_the_page_and_stops_on_ctrl_c(dataset):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Ctrl-C as in a terminal: the default SIGINT disposition, whatever an earlier test left in this process
+    # (an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, "-m", "clutch_cli", "view", str(dataset), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"clutch view: dataset {dataset} at http://127.0.0.1:"), (line, proc.stderr.read())
