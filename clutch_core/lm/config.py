@@ -84,9 +84,9 @@ class LMConfig:
 # has the measurements): lr 5e-4 (1e-3 and above: the decoder learns the motion alone and ignores the
 # encoder), text-to-motion and motion-to-text only in pretrain (span corruption spends steps a small
 # corpus cannot afford), length buckets, code embeddings from the SHIFT codebooks, 10 % unconditional
-# examples for classifier-free guidance at 2, and no loss on the <absent> tokens decoding forces.
+# examples for classifier-free guidance at 4, and no loss on the <absent> tokens decoding forces.
 _CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=5e-4, warmup_steps=30,
-                   buckets=8, code_init=True, uncond=0.1, guidance=2.0,
+                   buckets=8, code_init=True, uncond=0.1, guidance=4.0,
                    task_mix={"pretrain": {"t2m": 0.5, "t2m_seconds": 0.2, "m2t": 0.3}})
 
 PRESETS: dict[str, dict[str, Any]] = {
