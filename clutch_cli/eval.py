@@ -10,7 +10,7 @@ from clutch_cli import CliError, add_progress_argument, require_dataset
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
-               "glove", "evaluator_epochs", "evaluator")
+               "glove", "evaluator_epochs", "evaluator", "guidance")
 CAPTION_OPTIONS = ("refs", "hyps", "bert_model", "bert_layers", "no_bertscore")
 
 
@@ -30,6 +30,9 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--repeats", type=int, default=None,
                    help="repeats (caption draws, pool shuffles) for the mean and its 95%% interval (default 20)")
     r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
+    r.add_argument("--guidance", type=float, default=None, metavar="S",
+                   help="classifier-free guidance scale of the language model's decoding in both directions "
+                        "(default: the scale the run was trained for, recorded with its model; 1 turns it off)")
     r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports: real, tokenizer_recon, and with a "
                         "trained language model clutch (text-to-motion) and m2t (motion-to-text))")
     r.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
@@ -110,9 +113,11 @@ def run_handler(a) -> int:
         raise CliError(f"--evaluator {a.evaluator}: not a folder")
     cfg = ReportConfig(split=a.split, repeats=a.repeats or ReportConfig.repeats, seed=a.seed or 0, rows=a.rows,
                        retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator,
-                       progress=a.progress)
+                       progress=a.progress, guidance=a.guidance)
     if cfg.repeats < 1:
         raise CliError("--repeats must be at least 1")
+    if cfg.guidance is not None and not cfg.guidance >= 0:
+        raise CliError(f"--guidance must be >= 0 (1: no guidance), got {cfg.guidance}")
     try:
         table = write_report(Path(a.target), a.dataset, a.out, cfg)
     except (FileNotFoundError, ValueError) as e:

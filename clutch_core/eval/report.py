@@ -40,6 +40,7 @@ class ReportConfig:
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     evaluator_path: Path | None = None  # None = DATASET/evaluators/<hash>/
     progress: bool = True  # progress bar while the evaluator trains
+    guidance: float | None = None  # the language model's classifier-free guidance; None: the scale the run recorded
 
 
 def merge_tables(old: dict[str, dict], new: dict[str, dict], where: str = "the table") -> dict[str, dict]:
@@ -112,10 +113,13 @@ def _add_language_model(run: Path, dataset: Path, cfg: ReportConfig, ev_hash: st
         return None
     if lm["evaluator_hash"] != ev_hash:  # one evaluator per table, always
         raise ValueError(f"language-model rows were scored by evaluator {lm['evaluator_hash']}, the table by {ev_hash}")
-    table.update({name: row for name, row in lm.get("t2m", {}).items() if name != "real"})
+    decoding = {"stage": lm["stage"], "guidance": lm["guidance"]}  # on the model's rows: what produced them
+    table.update({name: {**row, **decoding} if name.startswith("clutch") else row
+                  for name, row in lm.get("t2m", {}).items() if name != "real"})
     if "m2t" not in lm:
         return None
-    return {name: {**row, **stamp, "stage": lm["stage"]} for name, row in lm["m2t"].items()}
+    return {name: {**row, **stamp, **(decoding if name == "clutch" else {"stage": lm["stage"]})}
+            for name, row in lm["m2t"].items()}
 
 
 def _figures(run: Path, evaluator_folder: Path, out: Path, table: dict, artifacts: dict) -> dict[str, Path]:
@@ -146,5 +150,6 @@ def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | N
     except FileNotFoundError:
         return None  # a tokenizer-only run
     return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
-                                                  evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path),
+                                                  evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path,
+                                                  guidance=cfg.guidance),
                        progress=cfg.progress)

@@ -84,6 +84,16 @@ def m2t_markdown(m2t: dict[str, dict]) -> list[str]:
             "same evaluator. Also in `m2t_metrics.json`.", "", *table_markdown(m2t, cols), ""]
 
 
+def _decoding_line(table: dict[str, dict]) -> list[str]:
+    row = table.get("clutch") or table.get("clutch_free")
+    if not row or row.get("guidance") is None:
+        return []
+    g = row["guidance"]
+    how = "off" if g == 1 else f"scale {g:g}"
+    return [f"- language model: stage `{row.get('stage')}`, greedy decoding, classifier-free guidance {how} "
+            "(`clutch eval --guidance S` to score another)"]
+
+
 def report_markdown(run, dataset, eval_set: str, n: int, repeats: int, table: dict[str, dict],
                     m2t: dict[str, dict] | None, figs: dict[str, Path], ev_hash: str) -> str:
     lines = ["# CLUTCH evaluation report", "", *summary(table, m2t), ""]
@@ -93,6 +103,7 @@ def report_markdown(run, dataset, eval_set: str, n: int, repeats: int, table: di
     if eval_set == "val+test":
         lines += ["> The test split holds fewer than 32 clips: this report scores val+test instead.", ""]
     lines += [f"- run: `{run}`", f"- dataset: `{dataset}`", f"- evaluator: `{ev_hash}` (every row below was scored by it)",
+              *_decoding_line(table),
               f"- evaluation set: {eval_set} ({n} clips); {repeats} repeats; `± h`: 95 % interval of the mean "
               "(over repeats; caption metrics: over bootstrap resamples of the clips); no `±`: the same in every "
               "repeat", "", "## Text-to-motion and reconstruction", "",

@@ -7,6 +7,7 @@ exit 2).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -80,6 +81,15 @@ def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
                          f"{Path(run) / 'shift'} (tokenizer/LM mismatch); retrain the LM stages of this run")
     return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)),
                  float(meta.get("guidance", 1.0)))
+
+
+def guidance_scale(lm: RunLM, guidance: float | None) -> float:
+    """The scale asked for, or the one the model was trained for; 0 decodes without the condition, 1 plainly."""
+    if guidance is None:
+        return lm.guidance
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance must be a number >= 0 (1: no guidance), got {guidance}")
+    return float(guidance)
 
 
 def _check_texts(lm: RunLM, texts: Sequence[str]) -> list[list[int]]:
@@ -157,7 +167,7 @@ def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float 
                for t, s in zip(texts, per_text) for _ in range(samples)]
     bare = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": ""})[0]
             for s in per_text for _ in range(samples)]  # the prompts without their text, for guidance
-    scale = lm.guidance if guidance is None else float(guidance)
+    scale = guidance_scale(lm, guidance)
     torch.manual_seed(seed)
     out: list[Motion] = []
     for k in range(0, len(prompts), batch_size):
@@ -259,7 +269,7 @@ def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_bea
     prompts = [r.render(tmpl, {"motion": lm.vocab.encode(*motion_codes(lm, m, p))})[0] for m, p in checked]
     bare = r.render(tmpl, {"motion": [lm.vocab.som, lm.vocab.eom]})[0]  # the prompt without its motion
     banned = [i for i in lm.tokenizer.all_special_ids if i != lm.tokenizer.eos_token_id and i < lm.vocab.base]
-    scale = lm.guidance if guidance is None else float(guidance)
+    scale = guidance_scale(lm, guidance)
     out: list[str] = []
     for k in range(0, len(prompts), batch_size):
         chunk = prompts[k:k + batch_size]

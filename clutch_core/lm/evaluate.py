@@ -274,7 +274,7 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
     """
     from clutch_core.eval.data import eval_clips
     from clutch_core.eval.evaluator_store import load_or_train_evaluator
-    from clutch_core.lm.api import lm_dir
+    from clutch_core.lm.api import lm_dir, load_run_lm
 
     cfg = cfg or LMEvalConfig()
     run, dataset = Path(run), Path(dataset)
@@ -289,8 +289,9 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed,
                       mm_texts=cfg.mm_texts, mm_generations=cfg.mm_generations)
     real_emb = ev.encode_motion(*ctx.real)
+    guidance = cfg.guidance if cfg.guidance is not None else load_run_lm(run, stage).guidance
     out: dict[str, Any] = {"evaluator_hash": ev_hash, "eval_set": eval_set, "n_clips": len(clips), "stage": stage,
-                           "run": str(run), "clip_ids": [c["clip_id"] for c in clips]}
+                           "guidance": guidance, "run": str(run), "clip_ids": [c["clip_id"] for c in clips]}
     if "t2m" in cfg.parts:
         out["t2m"] = t2m_table(ctx, run, dataset, cfg, stage, real_emb, out["clip_ids"], progress)
     if "m2t" in cfg.parts:

@@ -88,6 +88,7 @@ def test_bad_input_is_a_usage_error_naming_the_problem(trained, tmp_path, capsys
         (["generate", str(run), "wave", "--out", str(tmp_path / "a.npz"), "--seconds", "30"], "seconds"),
         (["generate", str(tmp_path / "nope"), "wave", "--out", str(tmp_path / "a.npz")], "nope"),
         (["generate", str(shift_only), "wave", "--out", str(tmp_path / "a.npz")], "pretrain"),
+        (["generate", str(run), "wave", "--out", str(tmp_path / "a.npz"), "--guidance", "-1"], "guidance"),
         (["caption", str(run), "--motion", str(wrong)], "198"),
         (["caption", str(run), "--motion", str(nan)], "NaN"),
         (["caption", str(run), "--motion", str(tmp_path / "missing.npz")], "missing.npz"),

@@ -40,9 +40,23 @@ def test_clutch_eval_and_caption_work_on_it(short_run, tmp_path, capsys):
     dataset, run = short_run
     rep = tmp_path / "rep"
     assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(rep), "--repeats", "3"]) == 0
-    assert (rep / "report.md").read_text().startswith("# CLUTCH evaluation report")
+    text = (rep / "report.md").read_text()
+    assert text.startswith("# CLUTCH evaluation report")
     stage = json.loads((rep / "metrics.json").read_text())
     assert {"real", "clutch", "clutch_free", "chance"} <= set(stage)
+    # the rows say which guidance produced them: the run's recorded scale by default, or the one asked for
+    from clutch_core.lm.api import load_run_lm
+
+    recorded = load_run_lm(run).guidance
+    assert stage["clutch"]["guidance"] == recorded and f"guidance scale {recorded:g}" in text
+    off = tmp_path / "off"
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(off), "--repeats", "3", "--rows", "clutch",
+                 "m2t", "--guidance", "1"]) == 0
+    assert json.loads((off / "metrics.json").read_text())["clutch"]["guidance"] == 1.0
+    assert json.loads((off / "m2t_metrics.json").read_text())["clutch"]["guidance"] == 1.0
+    assert "classifier-free guidance off" in (off / "report.md").read_text()
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(tmp_path / "neg"), "--guidance", "-2"]) == 2
+    assert "--guidance" in capsys.readouterr().err
     from storage.reader import ClipReader
 
     clip = ClipReader(dataset).clip_ids("test")[0]
