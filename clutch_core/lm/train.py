@@ -246,9 +246,11 @@ def _batch(s: _Stage, cfg: LMConfig, step: int) -> dict[str, torch.Tensor]:
 
 def loss_labels(b: dict[str, torch.Tensor], model, tok, vocab: MotionVocab, cfg: LMConfig, step: int) -> dict:
     """The batch with T5's decoder inputs made from its labels (a `decoder_dropout` share hidden), and
-    the labels the loss sees: without the forced <absent> tokens unless cfg.forced_in_loss."""
+    the labels the loss sees: without the forced <absent> tokens unless cfg.forced_in_loss, and the
+    batch's token count (inputs + targets, forced ones included: the model computes them all)."""
     start = model.config.decoder_start_token_id
     labels = b["labels"]
+    tokens = int(b["attention_mask"].sum() + (labels >= 0).sum())
     inputs = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], 1)
     inputs = inputs.masked_fill(inputs < 0, tok.pad_token_id)
     if cfg.decoder_dropout > 0:  # a decoder that cannot lean on its own previous tokens has to read the encoder
@@ -258,7 +260,7 @@ def loss_labels(b: dict[str, torch.Tensor], model, tok, vocab: MotionVocab, cfg:
         inputs = inputs.masked_fill(hide & (inputs != tok.pad_token_id), tok.unk_token_id)
     if not cfg.forced_in_loss:
         labels = labels.masked_fill(forced_tokens(labels, vocab), -100)
-    return {**b, "labels": labels, "decoder_input_ids": inputs}
+    return {**b, "labels": labels, "decoder_input_ids": inputs, "tokens": tokens}
 
 
 def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> int:
@@ -281,7 +283,7 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
             loss.backward()
             s.opt.step()
             s.step += 1
-            seen += int(batch["attention_mask"].sum() + (batch["labels"] >= 0).sum())
+            seen += batch["tokens"]
             report.step(s.step, loss.item())
             if s.step % cfg.log_every == 0 or s.step == s.total:
                 logf.write(json.dumps({"step": s.step, "loss": loss.item(), **parts, "lr": lr}) + "\n")

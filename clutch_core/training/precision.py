@@ -2,8 +2,9 @@
 
 off: float32. bf16: bf16 autocast. auto: bf16 on CUDA; on a CPU only when it computes bf16
 natively (AVX512-BF16, AMX or Arm BF16: cpu_has_native_bf16) and a short measurement of the
-trainer's own step (forward + backward on its first batch, best of 2 after a warm-up,
-float32 and bf16 alternating) finds bf16 at least AMP_MIN_SPEEDUP x faster. So auto is never
+trainer's own step (forward + backward on its first batch, best of 5 after a warm-up,
+float32 and bf16 alternating; best-of because the first seconds of a flow share the CPU with its
+Prefect server starting, and a round slowed by that must not decide) finds bf16 at least AMP_MIN_SPEEDUP x faster. So auto is never
 slower than float32 by more than the noise of that measurement. The measurement leaves the
 model, its buffers and the RNG as they were; its verdict is kept for the process (per key)
 and in the trainer's checkpoint, so a resumed run keeps the precision it started with.
@@ -69,7 +70,7 @@ def resolve_amp(amp: str, device: torch.device, model: torch.nn.Module, step: Ca
 
 
 def time_steps(model: torch.nn.Module, step: Callable[[], torch.Tensor], device: torch.device,
-               repeats: int = 2) -> tuple[float, float]:
+               repeats: int = 5) -> tuple[float, float]:
     """Best seconds of one forward + backward in float32 and in bf16 (model state and RNG restored)."""
     state = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
