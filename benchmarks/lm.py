@@ -393,6 +393,7 @@ def curve(args) -> None:
     out = run / "eval"
     out.mkdir(parents=True, exist_ok=True)
     total = preset_config(args.preset).pretrain_steps
+    guidance = preset_config(args.preset).guidance  # every point decoded alike, whatever a checkpoint recorded
     points = json.loads((out / "learning_curve.json").read_text()) if (out / "learning_curve.json").exists() else []
     done = {p["step"] for p in points}
     for cap in [*range(args.every, total, args.every), total]:
@@ -402,9 +403,9 @@ def curve(args) -> None:
             continue
         t1 = time.time()
         rep = evaluate_lm(run, dataset, LMEvalConfig(stage="pretrain", repeats=args.repeats, mm_texts=2,
-                                                     mm_generations=2, caption_boot=10))
+                                                     mm_generations=2, caption_boot=10, guidance=guidance))
         g, c = rep["t2m"]["clutch"], rep["m2t"]["clutch"]
-        points.append({"step": cap, "t2m_r3": g["r_precision_top3"], "t2m_r3_ci95": g.get("r_precision_top3_ci95"),
+        points.append({"step": cap, "guidance": guidance, "t2m_r3": g["r_precision_top3"], "t2m_r3_ci95": g.get("r_precision_top3_ci95"),
                        "fid": g["fid"], "kid": g["kid"], "m2t_r3": c["r_precision_top3"],
                        "real_t2m_r3": rep["t2m"]["real"]["r_precision_top3"],
                        "real_m2t_r3": rep["m2t"]["real"]["r_precision_top3"],
