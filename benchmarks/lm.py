@@ -23,6 +23,13 @@ speed:   LM training tokens/s and peak memory (tiny preset, CPU), generation lat
          decoding LogitsProcessor, and on CUDA a flan-t5-base-shaped model (config only,
          random weights) in bf16. Run it on a quiet machine. Prints a Markdown table.
     python benchmarks/lm.py speed --out OUT [--threads 2]
+
+recipe-speed: pretrain tokens/s (inputs + targets, padding not counted) of the recipe before
+         this one (no length buckets, span corruption in the mix, every target in the loss)
+         against the tiny preset's, each in float32 and bf16: every (recipe, precision) in its
+         own process, in alternating rounds, from the SHIFT and tokens of RUN (a run with its
+         shift and tokenize stages done). Run it on a quiet machine.
+    python benchmarks/lm.py recipe-speed --dataset D --run RUN [--steps 60] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -383,6 +390,56 @@ def speed(args) -> None:
         print(f"| {r['what']} | {r['device']} | {tps} | {mem} | {ms} | {share} |")
 
 
+OLD_RECIPE = dict(buckets=0, code_init=False, uncond=0.0, forced_in_loss=True, lr=1e-3,
+                  task_mix={"pretrain": {"span_text": 0.2, "span_motion": 0.2, "t2m": 0.2, "t2m_seconds": 0.1,
+                                         "m2t": 0.2, "h2h": 0.1}})  # the tiny preset before the new recipe
+
+
+def recipe_speed(args) -> None:
+    import subprocess
+
+    rows = []
+    for rnd in range(args.rounds):
+        for recipe in ("before", "tiny"):
+            for amp in ("off", "bf16"):
+                cmd = [sys.executable, __file__, "_recipe", "--dataset", args.dataset, "--run", args.run,
+                       "--recipe", recipe, "--amp", amp, "--steps", str(args.steps), "--seed", str(rnd),
+                       "--threads", str(args.threads)]
+                res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), flush=True)
+    print("| recipe | precision | tokens/s per round | mean | val CE |")
+    print("|---|---|---|---|---|")
+    for recipe in ("before", "tiny"):
+        for amp in ("off", "bf16"):
+            rs = [r for r in rows if r["recipe"] == recipe and r["amp"] == amp]
+            tps = [r["tokens_per_s"] for r in rs]
+            print(f"| {recipe} | {'float32' if amp == 'off' else 'bf16'} | {', '.join(f'{t:.0f}' for t in tps)} | "
+                  f"{statistics.mean(tps):.0f} | {', '.join(format(r['val_ce'], '.3f') for r in rs)} |")
+
+
+def recipe_train(args) -> None:
+    """One pretrain of --steps in a fresh run beside RUN (its SHIFT and tokens); prints tokens/s."""
+    from clutch_core.lm.config import preset_config
+    from clutch_core.lm.train import run_stage
+    from clutch_core.shift.tokenize import tokens_dir
+
+    torch.set_num_threads(args.threads)
+    src, dataset = Path(args.run), Path(args.dataset)
+    run = src.parent / f"{src.name}-speed-{args.recipe}-{args.amp}"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    shutil.copytree(src / "shift", run / "shift")
+    os.symlink(tokens_dir(src, dataset).resolve(), tokens_dir(run, dataset))
+    over = OLD_RECIPE if args.recipe == "before" else {}
+    m = run_stage("pretrain", dataset, run, preset_config("tiny", **over, amp=args.amp, pretrain_steps=args.steps,
+                                                          seed=args.seed), progress=False)
+    shutil.rmtree(run)
+    print(json.dumps({"recipe": args.recipe, "amp": args.amp, "seed": args.seed, "steps": args.steps,
+                      "tokens_per_s": m["train_tokens_per_s"], "train_s": m["train_seconds_this_run"],
+                      "val_ce": m["val_ce"]}))
+
+
 def curve(args) -> None:
     from clutch_core.lm.config import preset_config
     from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
@@ -475,6 +532,18 @@ def main() -> None:
     cu.add_argument("--every", type=int, default=400)
     cu.add_argument("--repeats", type=int, default=5)
     cu.add_argument("--threads", type=int, default=2)
+    rs = sub.add_parser("recipe-speed")
+    rs.add_argument("--dataset", required=True)
+    rs.add_argument("--run", required=True, help="a run folder with its shift and tokenize stages done")
+    rs.add_argument("--steps", type=int, default=60)
+    rs.add_argument("--rounds", type=int, default=2)
+    rs.add_argument("--threads", type=int, default=2)
+    rt = sub.add_parser("_recipe", help=argparse.SUPPRESS)
+    for a in ("--dataset", "--run", "--recipe", "--amp"):
+        rt.add_argument(a, required=True)
+    rt.add_argument("--steps", type=int, required=True)
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--threads", type=int, default=2)
     tr = sub.add_parser("_train", help=argparse.SUPPRESS)
     for a in ("--dataset", "--run", "--stage"):
         tr.add_argument(a, required=True)
@@ -482,7 +551,8 @@ def main() -> None:
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--lm")
     args = p.parse_args()
-    {"prepare": prepare, "quality": quality, "speed": speed, "curve": curve, "_train": train_speed}[args.cmd](args)
+    {"prepare": prepare, "quality": quality, "speed": speed, "curve": curve, "_train": train_speed,
+     "recipe-speed": recipe_speed, "_recipe": recipe_train}[args.cmd](args)
 
 
 if __name__ == "__main__":

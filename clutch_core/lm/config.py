@@ -30,6 +30,7 @@ class LMConfig:
     rel_max_distance: int = 128
     batch: int = 16
     lr: float = 5e-4
+    finetune_lr: Optional[float] = None  # refine's and instruct's learning rate (None: lr); they start from a trained model
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 30  # the first stage's (pretrain's); later stages start from a trained model
@@ -66,12 +67,17 @@ class LMConfig:
         n = getattr(self, f"{stage}_steps")
         return min(n, self.max_steps) if self.max_steps is not None else n
 
+    def stage_lr(self, stage: str) -> float:
+        return self.lr if stage == "pretrain" or self.finetune_lr is None else self.finetune_lr
+
     def identity(self, stage: str) -> dict[str, Any]:
         """Settings that change the stage's trained weights (not the step cap: a finished stage can be extended)."""
         d = dataclasses.asdict(self)
         for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens", "guidance",
                   *(f"{s}_steps" for s in STAGES)):
             d.pop(k)
+        if stage == "pretrain":
+            d.pop("finetune_lr")
         if stage != "refine":
             for k in ("geo_weight", "joint_weight", "tau", "tau_end", "straight_through", "geo_ramp"):
                 d.pop(k)
@@ -82,11 +88,12 @@ class LMConfig:
 
 # A T5 trained from scratch on a CPU follows its text only with this recipe (docs/lm.md, "Why the recipe",
 # has the measurements): lr 5e-4 (1e-3 and above: the decoder learns the motion alone and ignores the
-# encoder), text-to-motion and motion-to-text only in pretrain (span corruption spends steps a small
-# corpus cannot afford), length buckets, code embeddings from the SHIFT codebooks, 10 % unconditional
-# examples for classifier-free guidance at 4, and no loss on the <absent> tokens decoding forces.
-_CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=5e-4, warmup_steps=30,
-                   buckets=8, code_init=True, uncond=0.1, guidance=4.0,
+# encoder) and 1e-4 for refine and instruct (at 5e-4 they undo part of what pretrain learnt), text-to-motion
+# and motion-to-text only in pretrain (span corruption spends steps a small corpus cannot afford), length
+# buckets, code embeddings from the SHIFT codebooks, 10 % unconditional examples for classifier-free
+# guidance at 4, and no loss on the <absent> tokens decoding forces.
+_CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=5e-4, finetune_lr=1e-4,
+                   warmup_steps=30, buckets=8, code_init=True, uncond=0.1, guidance=4.0,
                    task_mix={"pretrain": {"t2m": 0.5, "t2m_seconds": 0.2, "m2t": 0.3}})
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -181,7 +181,7 @@ def _setup(stage, dataset, run, cfg: LMConfig, out: Path, total: int, tokens: Pa
     renderer = Renderer(tok, vocab)
     sampler = Sampler(clips, renderer, sentinel_ids(tok), stage, cfg.seed, cfg.noise_density, cfg.mean_span,
                       cfg.task_mix, cfg.buckets, cfg.uncond)
-    opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    opt = adamw(model, cfg.stage_lr(stage), cfg.betas, cfg.weight_decay)
     s = _Stage(stage, out, total, identity, device, model, tok, vocab, renderer, shift, stats, tokens, clips,
                sampler, opt, TrainingState(model), 0, warmup=cfg.warmup_steps if init is None else 0)
     if stage == "refine":
@@ -270,7 +270,7 @@ def _loop(s: _Stage, cfg: LMConfig, progress: bool, stop_after: int | None) -> i
     with open(s.out / TRAIN_LOG, "a") as logf:
         while s.step < s.total and (stop_after is None or s.step < stop_after):
             batch = _batch(s, cfg, s.step)
-            lr = lr_at(cfg.lr, s.warmup, s.step)
+            lr = lr_at(cfg.stage_lr(s.name), s.warmup, s.step)
             for g in s.opt.param_groups:
                 g["lr"] = lr
             with autocast(s.use_bf16, s.device):

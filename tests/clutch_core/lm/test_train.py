@@ -1,4 +1,5 @@
 """LM stages end to end on a tiny synthetic run: checkpoints, generate/caption, skip, resume, refinement, bad input."""
+import dataclasses
 import json
 import math
 
@@ -43,6 +44,11 @@ def test_stages_write_loadable_checkpoints_and_metrics(trained):
     assert metrics["refine"]["init"].startswith("pretrain:") and metrics["instruct"]["init"].startswith("refine:")
     log = [json.loads(x) for x in (run / "refine" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all("geo_l1" in r for r in log if r["geo_factor"] > 0)
+    # refine and instruct fine-tune at their own rate, without a warm-up; pretrain warms up to lr
+    assert cfg.finetune_lr is not None and cfg.finetune_lr != cfg.lr
+    assert {r["lr"] for r in log} == {cfg.finetune_lr}
+    pre = [json.loads(x)["lr"] for x in (run / "pretrain" / "train_log.jsonl").read_text().splitlines()]
+    assert pre == pytest.approx([cfg.lr * k / cfg.warmup_steps for k in (1, 2)] + [cfg.lr] * 2)
     # finished: skipped, nothing rewritten
     mtime = (run / "instruct" / "metrics.json").stat().st_mtime_ns
     assert run_stage("instruct", dataset, run, cfg, progress=False) == metrics["instruct"]
@@ -215,3 +221,13 @@ def test_whole_frame_tokenizers_work_through_the_lm_stages_and_keep_one_hand_cli
     codes, pres = lm.vocab.decode(lm.vocab.encode(clip.codes, clip.presence))
     assert not pres[:, 1].any() and (pres[:, 0] == clip.presence[:, 0]).all()  # no ghost right hand
     assert not codes_to_motion(lm, codes, pres).presence[:, 1].any()
+
+
+def test_finetune_lr_is_a_setting_of_the_later_stages_only():
+    """A pretrain stage finished before finetune_lr existed, or under another finetune_lr, is still the same
+    stage (skipped, resumable); refine and instruct are retrained when it changes."""
+    a, b = preset_config("tiny", finetune_lr=1e-4), preset_config("tiny", finetune_lr=3e-4)
+    assert a.identity("pretrain") == b.identity("pretrain") and "finetune_lr" not in a.identity("pretrain")
+    assert a.identity("refine") != b.identity("refine") and a.identity("instruct") != b.identity("instruct")
+    assert (a.stage_lr("pretrain"), a.stage_lr("refine"), a.stage_lr("instruct")) == (a.lr, 1e-4, 1e-4)
+    assert dataclasses.replace(a, finetune_lr=None).stage_lr("refine") == a.lr  # the paper preset's: one lr
