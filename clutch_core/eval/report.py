@@ -19,7 +19,7 @@ import numpy as np
 
 from clutch_core.eval import plots
 from clutch_core.eval.evaluator_model import EvaluatorConfig
-from clutch_core.eval.rows import DEFAULT_REPEATS, EvalContext
+from clutch_core.eval.rows import DEFAULT_REPEATS, ROWS, EvalContext
 from clutch_core.eval.t2m import evaluate_rows
 from layout.run import METRICS
 
@@ -85,7 +85,8 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
     merge_tables(old, {"_": {HASH_KEY: ev_hash}}, str(metrics_path))  # fail before the long part
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed)
-    table, artifacts = evaluate_rows(ctx, cfg.rows, progress=cfg.progress)
+    rows = None if cfg.rows is None else [r for r in cfg.rows if r in ROWS]  # the LM rows come from the LM's evaluation
+    table, artifacts = evaluate_rows(ctx, rows, progress=cfg.progress)
     for name, art in artifacts.items():  # codebook usage numbers go into the table too
         for book, c in art.get("code_counts", {}).items():
             table[name][f"codebook_used_{book}"] = float((np.asarray(c) > 0).mean())

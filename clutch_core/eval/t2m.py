@@ -64,10 +64,11 @@ def score_row(ctx: EvalContext, src: RowSource, real_emb: np.ndarray, progress: 
 
 def evaluate_rows(ctx: EvalContext, names: Sequence[str] | None = None,
                   progress: bool = False) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
-    """(metrics per row, plot artifacts per row) for every registered row the run supports."""
+    """(metrics per row, plot artifacts per row) for every registered row the run supports (names None),
+    or for those of `names` (an empty list: none)."""
     real_emb = ctx.evaluator.encode_motion(*ctx.real)
     table, artifacts = {}, {}
-    for name in names or list(ROWS):
+    for name in list(ROWS) if names is None else names:
         src = ROWS[name](ctx)
         if src is None:
             log.info("row %s: nothing in the run for it, skipped", name)
