@@ -19,6 +19,6 @@ Next:
   source .venv/bin/activate        # puts \`clutch\` on your PATH (or call .venv/bin/clutch)
   clutch card $OUT                 # the dataset card
   clutch synth --out runs/synth --clips 1500   # a synthetic corpus (1,173 train / 177 val / 150 test clips)
-  clutch train runs/synth --out runs/run1      # every train-clutch stage, tiny preset (about 15 min on 2 cores)
+  clutch train runs/synth --out runs/run1      # every train-clutch stage, tiny preset (about 20 min on 2 cores)
   clutch generate runs/run1 "The left hand waves." --out wave.npz --seconds 3
 MSG

@@ -97,8 +97,8 @@ _CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, 
                    task_mix={"pretrain": {"t2m": 0.5, "t2m_seconds": 0.2, "m2t": 0.3}})
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # steps sized so that every tiny stage together stays near 15 minutes on a quiet 2-core CPU
-    # (BENCHMARKS.md); more steps: the small preset, or a config of your own (--max-steps only caps)
+    # every tiny stage together: 20 minutes on a quiet 2-core CPU (BENCHMARKS.md, "LM"); with fewer pretrain
+    # steps the model does not follow its text. More steps: the small preset, or --lm-steps (--max-steps only caps)
     "tiny": dict(_CPU_RECIPE, pretrain_steps=640, refine_steps=60, instruct_steps=60),
     # the same model trained 3.75x as long: every default stage within 45 minutes on that CPU
     "small": dict(_CPU_RECIPE, pretrain_steps=2400, refine_steps=200, instruct_steps=200, ckpt_every=200),
