@@ -430,11 +430,15 @@ def recipe_train(args) -> None:
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     shutil.copytree(src / "shift", run / "shift")
-    os.symlink(tokens_dir(src, dataset).resolve(), tokens_dir(run, dataset))
+    link = tokens_dir(run, dataset)  # in the dataset's tokens folder: removed with the run below
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(tokens_dir(src, dataset).resolve(), link)
     over = OLD_RECIPE if args.recipe == "before" else {}
     m = run_stage("pretrain", dataset, run, preset_config("tiny", **over, amp=args.amp, pretrain_steps=args.steps,
                                                           seed=args.seed), progress=False)
     shutil.rmtree(run)
+    link.unlink()
     print(json.dumps({"recipe": args.recipe, "amp": args.amp, "seed": args.seed, "steps": args.steps,
                       "tokens_per_s": m["train_tokens_per_s"], "train_s": m["train_seconds_this_run"],
                       "val_ce": m["val_ce"]}))

@@ -116,8 +116,12 @@ def run_handler(a) -> int:
                        progress=a.progress, guidance=a.guidance)
     if cfg.repeats < 1:
         raise CliError("--repeats must be at least 1")
-    if cfg.guidance is not None and not cfg.guidance >= 0:
-        raise CliError(f"--guidance must be >= 0 (1: no guidance), got {cfg.guidance}")
+    from clutch_core.lm.api import check_guidance
+
+    try:
+        check_guidance(cfg.guidance)  # before the evaluator trains
+    except ValueError as e:
+        raise CliError(f"--guidance: {e}") from None
     try:
         table = write_report(Path(a.target), a.dataset, a.out, cfg)
     except (FileNotFoundError, ValueError) as e:

@@ -83,13 +83,16 @@ def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
                  float(meta.get("guidance", 1.0)))
 
 
-def guidance_scale(lm: RunLM, guidance: float | None) -> float:
-    """The scale asked for, or the one the model was trained for; 0 decodes without the condition, 1 plainly."""
-    if guidance is None:
-        return lm.guidance
-    if not math.isfinite(guidance) or guidance < 0:
+def check_guidance(guidance: float | None) -> None:
+    """A guidance scale is None (the model's own) or a finite number >= 0: 0 decodes without the condition, 1 plainly."""
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
         raise ValueError(f"guidance must be a number >= 0 (1: no guidance), got {guidance}")
-    return float(guidance)
+
+
+def guidance_scale(lm: RunLM, guidance: float | None) -> float:
+    """The scale asked for, or the one the model was trained for."""
+    check_guidance(guidance)
+    return lm.guidance if guidance is None else float(guidance)
 
 
 def _check_texts(lm: RunLM, texts: Sequence[str]) -> list[list[int]]:
