@@ -36,6 +36,7 @@ class BatchOutcome:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # video_id -> error
     quarantined: dict[str, str] = field(default_factory=dict)  # video_id -> reason
+    skipped: dict[str, str] = field(default_factory=dict)  # video_id -> why (file changed since discovery)
     clips: int = 0
     frames: int = 0  # frames of the written clips
 
@@ -88,6 +89,19 @@ def _ledger_records(result, source: str) -> list[tuple]:
     return [(None, None, reason, source) for reason, n in result.dropped for _ in range(int(n))]
 
 
+def _skip_if_changed(ledger: Ledger, v: VideoInput, out: BatchOutcome, pending: set[str]) -> bool:
+    """A file that changed since discovery (still being copied) leaves the ledger: its id names a partial
+    content that no later build will see again; the next build finds the whole file under its own id."""
+    why = v.changed()
+    if why is None:
+        return False
+    ledger.forget(v.video_id)
+    pending.discard(v.video_id)
+    out.skipped[v.video_id] = why
+    log.warning("skipped %s; the next build takes it", why)
+    return True
+
+
 def run_batch(dataset_dir: str | Path, videos: Sequence[VideoInput], annotate: Annotate,
               progress: Progress = PROGRESS) -> BatchOutcome:
     """Annotate `videos`, write their clips as shard part-<batch_key>.parquet, mark them in the ledger."""
@@ -108,10 +122,14 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
     rows: list[dict] = []
     finished: list[VideoInput] = []
     for v in videos:
+        if _skip_if_changed(ledger, v, out, pending):
+            continue
         ledger.mark_running(v.video_id)
         try:
             result = annotate(v)
         except BadVideoError as e:
+            if _skip_if_changed(ledger, v, out, pending):  # a partial file is not bad input
+                continue
             reason = str(e) if v.path in str(e) else f"{v.path}: {e}"
             ledger.mark_quarantined(v.video_id, reason)
             pending.discard(v.video_id)
@@ -120,12 +138,16 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
             log.debug("quarantined %s", reason)  # the flow logs it as a warning through its run logger
             continue
         except Exception as e:  # retries are spent: keep the error text for --retry-failed
+            if _skip_if_changed(ledger, v, out, pending):
+                continue
             error = f"{v.path}: {type(e).__name__}: {e}"
             ledger.mark_failed(v.video_id, error)
             pending.discard(v.video_id)
             out.failed[v.video_id] = error
             progress.add(failed=1)
             log.error("failed %s", error)
+            continue
+        if _skip_if_changed(ledger, v, out, pending):  # clips of a file that grew meanwhile are not kept
             continue
         ledger.record_dropped(v.video_id, _ledger_records(result, v.path))
         rows.extend(result.rows)

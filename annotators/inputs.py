@@ -41,6 +41,32 @@ class VideoInput:
     video_id: str
     intrinsics: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy in pixels
     name: str | None = None  # key into a narration table (manifest video_id, else the file stem)
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when its id was taken (None: not recorded)
+
+    def changed(self) -> str | None:
+        """Why the file is not the one discovered (grown, rewritten, gone), or None if it is unchanged.
+
+        A file still being copied when the build found it has an id of a partial content: its clips
+        must not be kept (the next build sees the whole file, under its own id)."""
+        if self.stamp is None:
+            return None
+        try:
+            now = _stamp(Path(self.path))
+        except FileNotFoundError:
+            return f"{self.path}: removed since the build found it"
+        if now != self.stamp:
+            return (f"{self.path}: changed since the build found it ({self.stamp[0]} -> {now[0]} bytes; "
+                    "still being written?)")
+        return None
+
+
+class StillWriting(InputError):
+    """A file changed while its content id was taken: it is still being written (skipped this build)."""
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def discover_inputs(specs: Iterable[str]) -> list[VideoInput]:
@@ -48,6 +74,9 @@ def discover_inputs(specs: Iterable[str]) -> list[VideoInput]:
     out: dict[str, VideoInput] = {}
     for spec in specs:
         for v in _expand(str(spec)):
+            if isinstance(v, StillWriting):
+                log.warning("skipping %s; the next build takes it", v)
+                continue
             if v.video_id in out:
                 log.info("skipping %s: same content as %s", v.path, out[v.video_id].path)
                 continue
@@ -68,24 +97,40 @@ def _expand(spec: str) -> list[VideoInput]:
         hits = sorted(glob.glob(str(p), recursive=True))
         if not hits:
             raise InputError(f"no file matches {spec!r}")
-        return [_video(Path(h)) for h in hits if Path(h).is_file()]
+        return [_found(Path(h)) for h in hits if Path(h).is_file()]
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
         if not files:
             log.warning("folder %s holds no video (%s)", p, ", ".join(VIDEO_EXTENSIONS))
-        return [_video(f) for f in files]
+        return [_found(f) for f in files]
     if not p.exists():
         raise InputError(f"video or manifest not found: {p}")
     if p.suffix.lower() in MANIFEST_EXTENSIONS:
         return read_manifest(p)
-    return [_video(p)]
+    return [_found(p)]
+
+
+def _found(path: Path) -> "VideoInput | StillWriting":
+    """A discovered file, or the StillWriting that says why it is skipped this time."""
+    try:
+        return _video(path)
+    except StillWriting as e:
+        return e
 
 
 def _video(path: Path, vid: str | None = None, intrinsics=None) -> VideoInput:
+    """The file with its content id, stamped (size, mtime) before and after hashing: a file that changed
+    meanwhile is still being written (StillWriting)."""
     path = path.resolve()
     if not path.is_file():
         raise InputError(f"video not found: {path}")
-    return VideoInput(str(path), vid or video_id(path), intrinsics, vid or path.stem)
+    before = _stamp(path)
+    vid_ = vid or video_id(path)
+    after = _stamp(path)
+    if after != before:
+        raise StillWriting(f"{path}: still being written (its size went from {before[0]} to {after[0]} bytes "
+                           "while the build read it)")
+    return VideoInput(str(path), vid_, intrinsics, vid or path.stem, after)
 
 
 def read_manifest(path: str | Path) -> list[VideoInput]:
@@ -116,8 +161,11 @@ def read_manifest(path: str | Path) -> list[VideoInput]:
         p = p if p.is_absolute() else path.parent / p
         if not p.is_file():
             raise InputError(f"{where}: video not found: {p}")
-        out.append(_video(p, (row.get("video_id") or None) and str(row["video_id"]).strip(),
-                          _intrinsics(row, where) if given else None))
+        try:
+            out.append(_video(p, (row.get("video_id") or None) and str(row["video_id"]).strip(),
+                              _intrinsics(row, where) if given else None))
+        except StillWriting as e:
+            log.warning("skipping %s (%s); the next build takes it", e, where)
     return out
 
 

@@ -103,6 +103,8 @@ def _check_dataset(cfg) -> None:
 
 
 def _exit_code(state) -> int:
+    import errno
+
     from annotators.inputs import InputError
     from flows.build_3dhiw import BuildFailed
     from storage.resume import DatasetBusy, SettingsMismatch
@@ -113,6 +115,8 @@ def _exit_code(state) -> int:
               f"quarantined {s['quarantined']} (this run built {s['built']}, {s['clips_new']} new clips)")
         for p in s["quarantined_videos"]:
             print(f"  quarantined: {p}")
+        for p in s.get("skipped_videos", ()):
+            print(f"  skipped, still being written: {p} (the next build takes it)")
         return EXIT_QUARANTINED if s["quarantined"] else EXIT_OK
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, BuildFailed):
@@ -120,7 +124,10 @@ def _exit_code(state) -> int:
         return EXIT_FAILED
     if isinstance(exc, (InputError, SettingsMismatch, DatasetBusy)):
         raise CliError(str(exc))
-    print(f"clutch build: the build stopped: {exc!r}")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a full disk: the message says what to do
+        print(f"clutch build: the build stopped: {exc}")
+    else:
+        print(f"clutch build: the build stopped: {exc!r}")
     return EXIT_FAILED
 
 

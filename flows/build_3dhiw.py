@@ -102,6 +102,8 @@ def build_batch(batch: list[VideoInput], cfg: BuildConfig) -> BatchOutcome:
                           outcome.shard)
     for reason in outcome.quarantined.values():
         get_run_logger().warning("quarantined %s", reason)
+    for why in outcome.skipped.values():
+        get_run_logger().warning("skipped %s; the next build takes it", why)
     return outcome
 
 
@@ -111,13 +113,16 @@ def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOut
     if clips:
         write_card(cfg.out)
     ledger = Ledger(cfg.out)
-    states = {v.video_id: ledger.get(v.video_id).state for v in videos}
+    records = {v.video_id: ledger.get(v.video_id) for v in videos}
+    # a file that changed under the build (still being copied) left the ledger: 'skipped'
+    states = {vid: rec.state if rec else "skipped" for vid, rec in records.items()}
     summary = {
         "out": cfg.out, "videos": len(videos), "built": sum(len(o.done) for o in outcomes),
         "clips_new": sum(o.clips for o in outcomes), "clips_total": clips,
         **{s: sum(1 for x in states.values() if x == s) for s in ("done", "failed", "quarantined")},
         "failed_videos": [v.path for v in videos if states[v.video_id] == "failed"],
         "quarantined_videos": [v.path for v in videos if states[v.video_id] == "quarantined"],
+        "skipped_videos": [v.path for v in videos if states[v.video_id] == "skipped"],
         "dropped_clips": ledger.dropped_counts(),
     }
     get_run_logger().info("dataset %s: %d clips; this run's videos: %d done, %d failed, %d quarantined",

@@ -77,6 +77,27 @@ _COLUMNS = ("video_id", "source_uri", "state", "attempts", "error", "shard", "fi
             "created_at", "updated_at", "started_at", "finished_at", *_ADDED_COLUMNS)
 
 
+NEARLY_FULL_BYTES = 4 << 20  # below this much free space, SQLite's "disk I/O error" is taken for a full disk
+
+
+class LedgerNoSpace(OSError):
+    """The ledger could not be written because its filesystem is full (nothing in it is lost)."""
+
+    def __init__(self, path, sqlite_error: str, free_bytes: int):
+        import errno
+
+        self.path, self.sqlite_error, self.free_bytes = Path(path), sqlite_error, int(free_bytes)
+        self.message = (f"no space left on device for the ledger {self.path} (SQLite: {sqlite_error}; "
+                        f"{free_bytes / 1e3:.0f} kB free); free space and rerun the same command: it resumes")
+        super().__init__(errno.ENOSPC, self.message, str(self.path))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return LedgerNoSpace, (self.path, self.sqlite_error, self.free_bytes)
+
+
 class FingerprintMismatch(ValueError):
     """A video or dataset was registered with different output-changing settings."""
 
@@ -134,9 +155,12 @@ class Ledger:
 
     # -- plumbing ------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss mid-checkpoint
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss mid-checkpoint
+        except sqlite3.OperationalError as e:
+            raise self._no_space(e) or e
         return db
 
     @contextmanager
@@ -144,15 +168,30 @@ class Ledger:
         """One short write transaction that takes the write lock up front."""
         db = self._connect()
         try:
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                raise self._no_space(e) or e
         finally:
             db.close()
+
+    def _no_space(self, e: sqlite3.OperationalError) -> "LedgerNoSpace | None":
+        """SQLite reports a full disk as "disk I/O error" or "database or disk is full": say so."""
+        import shutil
+
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return None
+        if "full" in str(e) or ("disk I/O" in str(e) and free < NEARLY_FULL_BYTES):
+            return LedgerNoSpace(self.path, str(e), free)
+        return None
 
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
         db = self._connect()
@@ -281,6 +320,14 @@ class Ledger:
                            "error = ?, updated_at = ? WHERE video_id = ?", [(reason, now, v) for v in video_ids])
             if forget_shard is not None:
                 db.execute("DELETE FROM shards WHERE name = ?", (forget_shard,))
+
+    def forget(self, video_id: str) -> None:
+        """Remove a video that is not done (its file changed under the build: the id names content that is
+        gone); a done, failed or quarantined video is kept."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM videos WHERE video_id = ? AND state IN ('pending', 'running')", (video_id,))
+            if cur.rowcount:
+                db.execute("DELETE FROM dropped_clips WHERE video_id = ?", (video_id,))
 
     def mark_failed(self, video_id: str, error: str) -> VideoRecord:
         """A failure after the retries (a run with --retry-failed tries it again)."""
