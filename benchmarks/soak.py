@@ -608,8 +608,9 @@ class FaultyRun:
                 shutil.rmtree(self.work / sub, ignore_errors=True)
         self.inputs.mkdir(parents=True)
         self.logs.mkdir(parents=True)
-        for e in self.entries:  # hard links: the same bytes, no copy (late/growing come later)
-            if e.held is None:
+        held_back = {w for w, on in (("late", self.o.late), ("growing", self.o.growing)) if on}
+        for e in self.entries:  # hard links: the same bytes, no copy (late/growing come later, when asked)
+            if e.held not in held_back:
                 os.link(self.corpus / e.file, self.inputs / Path(e.file).name)
         if os.path.ismount(self.out):
             Tmpfs(self.out, 0).umount()
@@ -650,6 +651,9 @@ class FaultyRun:
             if rc in (0, 3) and self.all_finished():
                 if self.schedule.late is not None:  # not reached in a run: it appears early in the next one
                     self.schedule.late = 0
+                    continue
+                if self.schedule.second_build is not None and k + 1 < max_runs:  # deferred: fire in one more
+                    self.schedule.second_build = 0
                     continue
                 break
         self._final_checks(monitor)
@@ -725,7 +729,10 @@ class FaultyRun:
             shutil.copyfile(self.corpus / e.file, self.inputs / Path(e.file).name)
             self.faults.append(Fault("late", k, finished, f"{Path(e.file).name} appeared"))
             s.late = None
-        if s.second_build is not None and finished >= s.second_build:
+        disk_full_now = any(f.kind == "disk-full" and f.run == k for f in self.faults)
+        if s.second_build is not None and finished >= s.second_build and not disk_full_now:
+            # (not while this run's disk is full: a build that ends on it frees the lock before its process
+            # exits, and the second one would rightly report the full disk instead of "busy")
             s.second_build = None
             r = subprocess.run(build_command([self.inputs], self.out, self.o), capture_output=True, text=True,
                                env=_env(), timeout=300)

@@ -176,3 +176,29 @@ def test_temporary_server_process_dies_when_its_parent_is_sigkilled():
     if alive(child):
         os.kill(child, signal.SIGKILL)
         pytest.fail("the server process outlived its SIGKILLed parent")
+
+
+def test_a_file_growing_while_hashed_is_skipped_and_a_changed_one_is_named(tmp_path, monkeypatch, caplog):
+    import annotators.inputs as inputs
+
+    f = _files(tmp_path, {"v/done.mp4": b"1", "v/copying.mp4": b"22"})
+    real = inputs.video_id
+
+    def hashing_while_copied(path):  # the copy goes on while the build reads the file
+        vid = real(path)
+        if path.name == "copying.mp4":
+            with open(path, "ab") as fh:
+                fh.write(b"more")
+        return vid
+
+    monkeypatch.setattr(inputs, "video_id", hashing_while_copied)
+    with caplog.at_level("WARNING"):
+        vids = discover_inputs([str(tmp_path / "v")])
+    assert [v.path for v in vids] == [str(f["v/done.mp4"])]
+    assert "copying.mp4: still being written" in caplog.text and "the next build takes it" in caplog.text
+    v = vids[0]
+    assert v.changed() is None
+    f["v/done.mp4"].write_bytes(b"1 and then some")
+    assert "changed since the build found it (1 -> 15 bytes" in v.changed()
+    f["v/done.mp4"].unlink()
+    assert "removed since the build found it" in v.changed()

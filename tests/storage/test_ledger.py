@@ -130,3 +130,38 @@ def test_an_old_ledgers_dropped_clips_count_as_dropped(tmp_path):
     led.record_dropped("b", [(0.0, 2.0, "fit_rejected", "fit_rejected 40% > 30%", "marked")])
     assert led.dropped_counts("marked") == {"fit_rejected": 1}
     assert [r[6] for r in led.clip_records()] == ["dropped", "marked"]
+
+
+def test_forget_drops_a_pending_or_running_video_only(tmp_path):
+    led = Ledger(tmp_path)
+    for v in ("a", "b", "c"):
+        led.register(v, f"/videos/{v}.mp4", "fp")
+    led.mark_running("a")
+    led.record_dropped("a", [(0.0, 2.0, "no_hands", None)])
+    led.mark_running("c")
+    led.mark_done("c", "part-0.parquet")
+    for v in ("a", "b", "c"):
+        led.forget(v)
+    assert led.get("a") is None and led.get("b") is None and led.dropped_counts() == {}
+    assert led.get("c").state == "done"  # a built video is never forgotten
+
+
+def test_a_full_disk_is_reported_as_no_space_naming_the_ledger(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from storage.ledger import LedgerNoSpace
+
+    led = Ledger(tmp_path)
+    led.register("a", "/videos/a.mp4", "fp")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, (10 << 20) - 1000, 1000))
+    err = led._no_space(sqlite3.OperationalError("disk I/O error"))
+    assert isinstance(err, LedgerNoSpace) and err.errno == errno.ENOSPC
+    assert str(tmp_path) in str(err) and "free space and rerun the same command: it resumes" in str(err)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 0, 10 << 30))
+    assert led._no_space(sqlite3.OperationalError("disk I/O error")) is None  # a real I/O error stays one
+    assert isinstance(led._no_space(sqlite3.OperationalError("database or disk is full")), LedgerNoSpace)
+    import pickle
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)  # crosses process pools intact
