@@ -59,8 +59,7 @@ def plan(cfg: BuildConfig, videos: list[VideoInput]) -> list[list[VideoInput]]:
     fingerprint, settings = cfg.settings()
     ledger = Ledger(cfg.out)
     check_settings(ledger, fingerprint, settings)
-    for v in videos:
-        ledger.register(v.video_id, v.path, fingerprint)
+    ledger.register_many([(v.video_id, v.path) for v in videos], fingerprint)
     repaired = reconcile_shards(ledger, cfg.out)
     p = plan_batches(ledger, [v.video_id for v in videos], cfg.batch_size,
                      retry_failed=cfg.retry_failed, include_quarantined=cfg.include_quarantined)
@@ -113,9 +112,9 @@ def finalize(cfg: BuildConfig, videos: list[VideoInput], outcomes: list[BatchOut
     if clips:
         write_card(cfg.out)
     ledger = Ledger(cfg.out)
-    records = {v.video_id: ledger.get(v.video_id) for v in videos}
+    known = ledger.states([v.video_id for v in videos])
     # a file that changed under the build (still being copied) left the ledger: 'skipped'
-    states = {vid: rec.state if rec else "skipped" for vid, rec in records.items()}
+    states = {v.video_id: known.get(v.video_id, "skipped") for v in videos}
     summary = {
         "out": cfg.out, "videos": len(videos), "built": sum(len(o.done) for o in outcomes),
         "clips_new": sum(o.clips for o in outcomes), "clips_total": clips,

@@ -124,17 +124,19 @@ def plan_batches(ledger: Ledger, video_ids: Sequence[str], batch_size: int, *,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ledger.requeue_running(INTERRUPTED)
-    todo, skipped = [], {}
+    todo, skipped, again = [], {}, []
+    known = ledger.states(video_ids)  # one query, not one per video (a 100K-video ledger plans in seconds)
     for vid in video_ids:
-        rec = ledger.get(vid)
-        state = rec.state if rec else "pending"
+        state = known.get(vid, "pending")
         if state == "failed" and retry_failed or state == "quarantined" and include_quarantined:
-            ledger.reset(vid)
+            again.append(vid)
             state = "pending"
         if state == "pending":
             todo.append(vid)
         else:
             skipped[vid] = state
+    if again:
+        ledger.reset_many(again)
     return Plan([todo[i:i + batch_size] for i in range(0, len(todo), batch_size)], skipped)
 
 

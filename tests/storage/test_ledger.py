@@ -165,3 +165,20 @@ def test_a_full_disk_is_reported_as_no_space_naming_the_ledger(tmp_path, monkeyp
     assert isinstance(led._no_space(sqlite3.OperationalError("database or disk is full")), LedgerNoSpace)
     import pickle
     assert str(pickle.loads(pickle.dumps(err))) == str(err)  # crosses process pools intact
+
+
+def test_register_many_keeps_states_updates_paths_and_refuses_other_settings(tmp_path):
+    led = Ledger(tmp_path)
+    led.register_many([("a", "/v/a.mp4"), ("b", "/v/b.mp4")], "fp")
+    led.mark_running("a")
+    led.mark_done("a", "part-0.parquet")
+    led.register_many([("a", "/moved/a.mp4"), ("b", "/v/b.mp4"), ("c", "/v/c.mp4")], "fp")
+    assert led.states() == {"a": "done", "b": "pending", "c": "pending"}
+    assert led.get("a").source_uri == "/moved/a.mp4" and led.get("a").shard == "part-0.parquet"
+    assert led.states(["a", "zzz"]) == {"a": "done"}
+    with pytest.raises(FingerprintMismatch, match=r"video 'b' \(/v/b.mp4\)"):
+        led.register_many([("b", "/v/b.mp4"), ("d", "/v/d.mp4")], "other")
+    assert led.get("d") is None  # refused as a whole
+    led.mark_failed("b", "crashed")
+    led.reset_many(["b"])
+    assert (led.get("b").state, led.get("b").error) == ("pending", None)
