@@ -137,7 +137,7 @@ def _solve(prepared: list[_Prepared], hands, shapes: np.ndarray, diag: float, cf
     cat = {k: np.concatenate([getattr(p, k) for p in prepared]) for k in ("kp2d", "joints", "present", "weight")}
     segment = np.concatenate([np.full(p.end - p.start, i) for i, p in enumerate(prepared)])
     fit = fit_hands(cat["kp2d"], cat["joints"], cat["present"], cat["weight"], segment, shapes, hands.intrinsics,
-                    diag, FitSettings(iterations=cfg.fit_iterations))
+                    diag, FitSettings(iterations=cfg.fit_iterations, pose_sigma=cfg.fit_pose_sigma))
     out, t0 = [], 0
     for p in prepared:
         sl = slice(t0, t0 + p.end - p.start)

@@ -79,7 +79,8 @@ class AnnotateConfig:
     smooth_window: int = 7
     smooth_polyorder: int = 2
     hand_fit: str = "rigid"  # 'rigid': one hand per track fitted to the image (clutch_core.hands.fit); 'lift': the tracker's joints as they are (the earlier path)
-    fit_iterations: int = 6  # Gauss-Newton steps of the rigid fit
+    fit_iterations: int = 24  # Gauss-Newton steps of the rigid fit (6 had not converged: BENCHMARKS.md)
+    fit_pose_sigma: float = 0.7  # rad: how far the fit's finger rotations may leave the tracker's 3D hand to meet its 2D keypoints
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
     mano_iterations: int = _setting(10, "mano_dir")  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)
     # captions
@@ -111,6 +112,8 @@ class AnnotateConfig:
             raise ValueError(f"quality_action must be one of {QUALITY_ACTIONS}, got {self.quality_action!r}")
         if self.fit_iterations < 1:
             raise ValueError(f"fit_iterations must be >= 1, got {self.fit_iterations!r}")
+        if not self.fit_pose_sigma > 0:
+            raise ValueError(f"fit_pose_sigma must be > 0 (radians), got {self.fit_pose_sigma!r}")
         if not 1 <= self.max_frames <= MAX_FRAMES:
             raise ValueError(f"max_frames must be in 1..{MAX_FRAMES} (the dataset layout), got {self.max_frames!r}")
         self.captioners = tuple(self.captioners)

@@ -120,10 +120,10 @@ def track_shape(joints: np.ndarray, present: np.ndarray, score: np.ndarray, side
 class FitSettings:
     """Weights of the per-clip fit, each as the spread (sigma) of its residual, and the shape prior."""
 
-    iterations: int = 6  # Gauss-Newton (Levenberg-Marquardt) steps over the whole clip
+    iterations: int = 24  # Gauss-Newton (Levenberg-Marquardt) steps over the whole clip (6 had not converged)
     reproj_sigma: float = 0.002  # 2D keypoint error, as a fraction of the image diagonal
     robust: float = 3.0  # Cauchy scale of the 2D term, in sigmas: a wrong keypoint pulls less
-    pose_sigma: float = 0.35  # rad: finger rotations against the tracker's own 3D hand
+    pose_sigma: float = 0.7  # rad: finger rotations against the tracker's own 3D hand
     orient_sigma: float = 0.6  # rad: wrist rotation against the tracker's
     accel_xy_m: float = 0.02  # wrist acceleration per frame^2 across the image (m)
     accel_z_m: float = 0.004  # ... and in depth, which one camera sees worst (m)

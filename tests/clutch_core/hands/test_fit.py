@@ -113,7 +113,8 @@ def test_acceleration_never_ties_two_clips():
     tracker[20:] += shift
     segment = np.repeat([0, 1], 20)
     fit = _fit(kp, tracker, present, lengths, segment=segment)
-    assert np.abs(fit.transl[..., 2] - truth[:, :, 0, 2]).max() < 0.01
+    assert np.abs(fit.transl[..., 2] - truth[:, :, 0, 2]).max() < 0.015  # a clip's first frame is the worst
+    assert (fit.transl[20, :, 2] - fit.transl[19, :, 2] > 0.13).all()  # the 15 cm jump is kept, not spread
 
 
 def test_track_shape_is_robust_and_pulled_toward_an_adult_hand():
