@@ -31,7 +31,9 @@ until every video of the manifest has its end state; then the same command once 
 uninterrupted) is the yardstick: the verdict compares every clip's arrays with it. Throughput and memory are
 sampled all along (both builds) and judged on the clean build, which is one process over the whole corpus
 (a kill restarts the faulty build's process, and so would hide a leak). WORK/ gets samples-*.jsonl,
-faults.json, verdict.json and soak.png; the last line printed is the summary:
+faults.json, verdict.json, soak.png and, with --disk-full, faulty-kept/ (the faulty dataset, copied off its
+tmpfs); the last line printed is the summary. Do not change the code under test while a soak runs: every
+rerun of the build imports it afresh.
 
     soak: videos 300 ..., clips N, faults injected K (...), lost 0, duplicated 0, mismatched 0, verify clean
 
@@ -820,18 +822,26 @@ def _rows(dataset: Path) -> tuple[dict[str, dict], int]:
     return rows, dup
 
 
-def _same(a: dict, b: dict) -> bool:
-    for k, v in a.items():
+def _differ(a: dict, b: dict) -> list[str]:
+    """The fields in which two clip rows differ (arrays compared exactly, NaN equal to NaN)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
         if k == "_shard":
             continue
-        w = b.get(k)
+        v, w = a.get(k), b.get(k)
         if isinstance(v, np.ndarray) or isinstance(w, np.ndarray):
             if not (isinstance(v, np.ndarray) and isinstance(w, np.ndarray) and v.shape == w.shape
                     and np.array_equal(v, w, equal_nan=True)):
-                return False
+                out.append(k)
+        elif isinstance(v, dict) and isinstance(w, dict):
+            out += [f"{k}.{f}" for f in sorted(set(v) | set(w)) if v.get(f) != w.get(f)]
         elif v != w:
-            return False
-    return True
+            out.append(k)
+    return out
+
+
+def _same(a: dict, b: dict) -> bool:
+    return not _differ(a, b)
 
 
 def verdict(entries: list[Entry], faulty: Path, clean: Path) -> dict:
@@ -870,8 +880,9 @@ def verdict(entries: list[Entry], faulty: Path, clean: Path) -> dict:
         if rec.state == "done" and (rec.num_clips or 0) != len(mine):
             mismatched.append(f"{e.file}: ledger says {rec.num_clips} clips, the shards hold {len(mine)}")
         elif mine != theirs or not all(_same(rows[c], ref[c]) for c in mine):
+            fields = sorted({f for c in mine for f in _differ(rows[c], ref[c])}) if mine == theirs else []
             mismatched.append(f"{e.file}: {len(mine)} clips, the clean build {len(theirs)}"
-                              + ("" if mine != theirs else " (arrays differ)"))
+                              + (f" (differ in {', '.join(fields)})" if fields else ""))
     stray = sorted(set(clips_of) - {e.video_id for e in entries})
     return {"videos": len({e.video_id for e in entries}), "files": len(entries),
             "good": sum(e.kind == "good" for e in entries), "broken": sum(e.kind == "broken" for e in entries),
@@ -998,6 +1009,9 @@ def soak(corpus: Path, work: Path, o: SoakOptions, reference: Path | None = None
             finally:
                 mon.close()
         v = verdict(entries, run.out, Path(reference))
+        if run.tmpfs is not None:  # kept for a look afterwards: the tmpfs goes
+            shutil.rmtree(work / "faulty-kept", ignore_errors=True)
+            shutil.copytree(run.out, work / "faulty-kept", ignore=shutil.ignore_patterns(".soak-ballast"))
     finally:
         if run.tmpfs is not None:
             run.tmpfs.umount()  # the verdict is taken: the faulty build's tmpfs goes

@@ -89,6 +89,8 @@ def _quality(con, out_dir: Path) -> list[str]:
     rows = [(f, n, *("-" if v is None else f"{float(v):.3g}" for v in stats)) for f, n, *stats in rows]
     md = ["## Quality", "", "Per clip (`quality` column, docs/storage.md):", ""] + _table(
         ["field", "clips", "min", "p10", "median", "p90", "max", "mean"], rows) + [""]
+    if "reproj_track_mean_left" in fields:
+        md += _track_quality(con)
     if "flags" in rel.columns:
         flagged = con.execute("SELECT quality.flags, count(*) FROM clips WHERE quality.flags <> '' GROUP BY 1 "
                               "ORDER BY 2 DESC").fetchall()
@@ -99,6 +101,24 @@ def _quality(con, out_dir: Path) -> list[str]:
         _quality_histogram(con, out_dir / "quality_hist.png")
         md += ["![quality histograms](quality_hist.png)", ""]
     return md
+
+
+def _track_quality(con) -> list[str]:
+    """The reprojection error per hand track (one hand in one clip), in % of the image diagonal: the
+    clip's pooled median can hide a track that is off in many of its frames."""
+    diag = "sqrt(image_size[1]^2 + image_size[2]^2)"
+    tracks = " UNION ALL ".join(
+        f"SELECT 100 * quality.reproj_track_mean_{s} / {diag} AS mean, 100 * quality.reproj_track_median_{s} / "
+        f"{diag} AS median, 100 * quality.reproj_track_p95_{s} / {diag} AS p95 FROM clips "
+        f"WHERE quality.reproj_track_mean_{s} IS NOT NULL" for s in ("left", "right"))
+    rows = []
+    for stat in ("mean", "median", "p95"):
+        n, *v = con.sql(f"SELECT count({stat}), median({stat}), quantile_cont({stat}, 0.9), max({stat}) "
+                        f"FROM ({tracks})").fetchall()[0]
+        rows.append((f"track's {stat}", n, *("-" if x is None else f"{float(x):.3f}" for x in v)))
+    return ["Reprojection error per hand track (one hand in one clip; each frame's mean joint error, then over "
+            "the track's frames), % of the image diagonal:", ""] + _table(
+        ["per track", "tracks", "median over tracks", "p90", "max"], rows) + [""]
 
 
 def _quality_histogram(con, path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from storage.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 HASH_CHUNK = 1 << 20
 
@@ -37,7 +37,7 @@ class SchemaVersionError(ValueError):
     def __init__(self, path: str | os.PathLike, version: str):
         self.path, self.version = Path(path), version
         super().__init__(
-            f"{self.path}: written with clip schema version {version}; this CLUTCH reads version {SCHEMA_VERSION} "
+            f"{self.path}: written with clip schema version {version}; this CLUTCH reads versions {', '.join(READABLE_VERSIONS)} "
             "(storage/schema.py lists what changed). Build the videos again into a new dataset folder "
             "(`clutch build VIDEOS --out NEW`); DuckDB and pyarrow still read this file as it is")
 
@@ -98,7 +98,7 @@ def open_parquet(path: str | os.PathLike, fix: str, columns: Sequence[str] | Non
         raise DamagedFileError(path, f"not a readable Parquet file ({_short(e)})", fix) from None
     if columns is not None and f.schema_arrow.names != list(columns):
         version = (f.schema_arrow.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
-        if version and version != SCHEMA_VERSION:
+        if version and version not in READABLE_VERSIONS:
             raise SchemaVersionError(path, version)
         raise DamagedFileError(path, f"columns {f.schema_arrow.names} differ from the expected {list(columns)}",
                                fix)

@@ -18,6 +18,8 @@ Version history (the version is stored in each shard's metadata, SCHEMA_VERSION_
        of frames the fit rejected and `flags` (the quality thresholds a kept clip failed);
        `created_at` is int64 microseconds since 1970-01-01 UTC (was a timestamp, which tensor
        formats such as Hugging Face datasets' `with_format("torch")` cannot hold)
+    3  `quality` gains the reprojection error per hand track (reproj_track_{mean,median,p95}_{left,right});
+       version-2 shards are still read (their `quality` lacks these fields)
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ import pyarrow as pa
 
 from layout import FPS, FRAME_DIM, HAND_DIM, MAX_FRAMES, NUM_JOINTS  # noqa: F401 (re-exported for readers)
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+READABLE_VERSIONS = ("2", "3")  # 2 lacks only quality fields: its shards read as they are
 SCHEMA_VERSION_KEY = b"clutch.schema_version"
 
 SPLITS = ("train", "val", "test")
@@ -54,10 +57,19 @@ QUALITY_TYPE = pa.struct(
         ("reproj_px_p95", _f32),  # ... its 95th percentile
         ("wrist_depth_jump_p95", _f32),  # |wrist depth change| between consecutive present frames, p95, metres
         ("fit_rejected", _f32),  # fraction of the clip's tracked hand-frames the fit rejected (now absent)
+        # per hand track (one hand in this clip): each present frame's mean joint error (px), then over the
+        # track's frames its mean, median and 95th percentile; null where the hand is absent from the clip
+        ("reproj_track_mean_left", _f32),
+        ("reproj_track_median_left", _f32),
+        ("reproj_track_p95_left", _f32),
+        ("reproj_track_mean_right", _f32),
+        ("reproj_track_median_right", _f32),
+        ("reproj_track_p95_right", _f32),
         ("flags", pa.string()),  # quality thresholds the clip failed, comma-separated ('' = none; see docs/storage.md)
     ]
 )
 QUALITY_FIELDS = [f.name for f in QUALITY_TYPE]
+TRACK_QUALITY_FIELDS = [f for f in QUALITY_FIELDS if f.startswith("reproj_track_")]  # null: hand absent
 # One hand shape per track: kind 'bone_lengths' (20 per hand, metres, bone i ends at joint i+1 in
 # MediaPipe order; skeleton-ik rows) or 'mano_betas' (10 per hand; mano rows). joints3d = forward
 # kinematics of motion with it (clutch_core.hands.fit.row_joints).
@@ -151,10 +163,10 @@ def validate_row(row: Mapping[str, Any]) -> None:
 
 
 def _validate_quality(cid: str, q: Mapping[str, Any]) -> None:
-    missing = [k for k in QUALITY_FIELDS if k not in q or q[k] is None]
+    missing = [k for k in QUALITY_FIELDS if k not in q or q[k] is None and k not in TRACK_QUALITY_FIELDS]
     if missing:
         raise RowValidationError(cid, "quality", f"missing {missing}")
-    bad = [k for k in QUALITY_FIELDS if k != "flags" and not np.isfinite(float(q[k]))]
+    bad = [k for k in QUALITY_FIELDS if k != "flags" and q[k] is not None and not np.isfinite(float(q[k]))]
     if bad:
         raise RowValidationError(cid, "quality", f"not finite: {bad}")
 

@@ -75,6 +75,25 @@ def jitter(joints: np.ndarray, present: np.ndarray, fps: float) -> float:
     return float(np.mean(out)) if out else 0.0
 
 
+def track_reprojection(joints: np.ndarray, kp2d: np.ndarray, present: np.ndarray, intrinsics) -> dict:
+    """Per hand track (each side of the clip): every present frame's mean joint error (px), then its
+    mean, median and p95 over the track's frames; None for a hand absent from the clip. The pooled
+    median of the clip hides a track that is off in many frames; the track's mean does not."""
+    out = {}
+    for h, side in enumerate(("left", "right")):
+        p = present[:, h]
+        e = np.zeros(0)
+        if p.any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = np.linalg.norm(project(joints[p, h].astype(np.float64), intrinsics)
+                                     - kp2d[p, h].astype(np.float64), axis=-1)  # [n,21]
+            e = np.nanmean(np.where(np.isfinite(err), err, np.nan), -1) if err.size else e
+            e = e[np.isfinite(e)]
+        for stat, f in (("mean", np.mean), ("median", np.median), ("p95", lambda x: np.percentile(x, 95))):
+            out[f"reproj_track_{stat}_{side}"] = float(f(e)) if len(e) else None
+    return out
+
+
 def _pct(x: np.ndarray, q: float) -> float:
     return float(np.percentile(x, q)) if len(x) else 0.0
 
@@ -97,4 +116,5 @@ def clip_quality(joints: np.ndarray, kp2d: np.ndarray, present: np.ndarray, scor
         "reproj_px_p95": _pct(err, 95),
         "wrist_depth_jump_p95": _pct(wrist_depth_jumps(joints, present), 95),
         "fit_rejected": float(fit_rejected),
+        **track_reprojection(joints, kp2d, present, intrinsics),
     }

@@ -12,6 +12,7 @@ from annotators.inputs import InputError, discover_inputs, read_manifest
 from storage.ledger import Ledger
 from storage.resume import (DatasetBusy, SettingsMismatch, batch_key, check_settings, count_clips, dataset_lock,
                             plan_batches, reconcile_shards)
+from storage.schema import TRACK_QUALITY_FIELDS
 from storage.writer import list_shards, write_shard
 
 
@@ -69,7 +70,8 @@ def _row(video_id: str, k: int) -> dict:
                 captions=[{"source": "kinematic", "text": "hands rest"}], tracker={"name": "t", "version": "1"},
                 quality=dict(presence_left=1.0, presence_right=1.0, jitter=0.0, bone_length_cv=0.0,
                              handedness_score=1.0, reproj_px_median=0.0, reproj_px_p95=0.0,
-                             wrist_depth_jump_p95=0.0, fit_rejected=0.0, flags=""),
+                             wrist_depth_jump_p95=0.0, fit_rejected=0.0, flags="",
+                             **dict.fromkeys(TRACK_QUALITY_FIELDS, 0.0)),
                 hand_shape={"kind": "bone_lengths", "left": [0.03] * 20, "right": [0.03] * 20}, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
 
 

@@ -169,6 +169,13 @@ def test_card_writes_markdown_histogram_and_dropped_reasons(dataset, tmp_path, c
     assert float(rows["wrist_depth_jump_p95"][3]) == pytest.approx(med[1], rel=1e-2)
     for field in ("bone_length_cv", "fit_rejected", "reproj_px_p95", "reproj_px_median (% of the image diagonal)"):
         assert len(rows[field]) == 7, field
+    # per hand track (one hand in one clip, null where absent), % of the diagonal
+    tracks = np.concatenate([[r[0] for r in con.execute(
+        f"SELECT 100 * quality.reproj_track_mean_{s} / sqrt(image_size[1]^2 + image_size[2]^2) FROM clips "
+        f"WHERE quality.reproj_track_mean_{s} IS NOT NULL").fetchall()] for s in ("left", "right")])
+    assert "Reprojection error per hand track" in section and len(tracks) > 60
+    assert int(rows["track's mean"][0]) == len(tracks)
+    assert float(rows["track's mean"][1]) == pytest.approx(np.median(tracks), rel=1e-2, abs=1e-3)
     for png in ("length_hist.png", "quality_hist.png"):
         assert (d / "card" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["card", str(tmp_path / "nothing-here")]) == 2

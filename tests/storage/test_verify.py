@@ -204,8 +204,29 @@ def test_a_shard_of_an_older_schema_is_named_not_repaired(tmp_path):
     from storage.ledger import Ledger
 
     Ledger(d).register("v0", "/videos/v0.mp4", "fp")
-    with pytest.raises(SchemaVersionError, match="schema version 1; this CLUTCH reads version 2"):
+    with pytest.raises(SchemaVersionError, match="schema version 1; this CLUTCH reads versions 2, 3"):
         connect(d)
     assert main(["query", str(d), "SELECT count(*) FROM clips"]) == 2
     assert main(["verify", str(d), "--repair"]) == 2
     assert (d / "shards" / "part-old.parquet").exists()
+
+
+def test_a_version_2_shard_without_per_track_quality_is_still_read(tmp_path):
+    import pyarrow as pa
+
+    from storage.catalog import connect
+    from storage.reader import read_rows
+    from storage.schema import QUALITY_TYPE, SCHEMA_VERSION_KEY, TRACK_QUALITY_FIELDS, rows_to_table
+    from tests.fixtures.shards import make_rows
+
+    d = tmp_path / "v2"
+    (d / "shards").mkdir(parents=True)
+    t = rows_to_table(make_rows(3))
+    q = t.column("quality").combine_chunks()
+    old = pa.StructArray.from_arrays([q.field(f.name) for f in QUALITY_TYPE if f.name not in TRACK_QUALITY_FIELDS],
+                                     [f.name for f in QUALITY_TYPE if f.name not in TRACK_QUALITY_FIELDS])
+    t = t.set_column(t.schema.get_field_index("quality"), "quality", old)
+    pq.write_table(t.replace_schema_metadata({SCHEMA_VERSION_KEY: b"2"}), d / "shards" / "part-v2.parquet")
+    rows = read_rows(d)
+    assert len(rows) == 3 and "reproj_track_mean_left" not in rows[0]["quality"]
+    assert connect(d).execute("SELECT count(*) FROM clips WHERE quality.reproj_px_median >= 0").fetchone()[0] == 3

@@ -50,3 +50,15 @@ def test_absent_hands_and_missing_keypoints_are_left_out():
     q = Q.clip_quality(joints, kp, present, np.ones((20, 2)), K, 15.0)
     assert q["reproj_px_median"] < 1e-6 and q["wrist_depth_jump_p95"] < 1e-12 and q["presence_right"] == 17 / 20
     assert len(Q.reprojection_px(joints, kp, present, K)) == (40 - 3) * 21 - 1
+
+
+def test_per_track_figures_see_a_track_that_is_off_in_a_third_of_its_frames():
+    joints, kp, present = _clip(30)
+    off = kp.copy()
+    off[:10, 0, :, 0] += 30.0  # the left hand's keypoints 30 px off in 10 of 30 frames
+    present[:, 1] = False  # the right hand never in this clip
+    q = Q.clip_quality(joints, off, present, np.ones((30, 2)), K, 15.0)
+    assert q["reproj_px_median"] < 1e-6  # the pooled median hides it
+    assert abs(q["reproj_track_mean_left"] - 10.0) < 1e-6 and q["reproj_track_median_left"] < 1e-6
+    assert abs(q["reproj_track_p95_left"] - 30.0) < 1e-6
+    assert q["reproj_track_mean_right"] is None and q["reproj_track_p95_right"] is None
