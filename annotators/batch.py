@@ -89,10 +89,14 @@ def _ledger_records(result, source: str) -> list[tuple]:
     return [(None, None, reason, source) for reason, n in result.dropped for _ in range(int(n))]
 
 
-def _skip_if_changed(ledger: Ledger, v: VideoInput, out: BatchOutcome, pending: set[str]) -> bool:
+SETTLE_S = 2.0  # a file judged unreadable that was written to less than this long ago gets that long to change
+
+
+def _skip_if_changed(ledger: Ledger, v: VideoInput, out: BatchOutcome, pending: set[str],
+                     settle_s: float = 0.0) -> bool:
     """A file that changed since discovery (still being copied) leaves the ledger: its id names a partial
     content that no later build will see again; the next build finds the whole file under its own id."""
-    why = v.changed()
+    why = v.changed(settle_s)
     if why is None:
         return False
     ledger.forget(v.video_id)
@@ -128,7 +132,7 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
         try:
             result = annotate(v)
         except BadVideoError as e:
-            if _skip_if_changed(ledger, v, out, pending):  # a partial file is not bad input
+            if _skip_if_changed(ledger, v, out, pending, SETTLE_S):  # a partial file is not bad input
                 continue
             reason = str(e) if v.path in str(e) else f"{v.path}: {e}"
             ledger.mark_quarantined(v.video_id, reason)
@@ -138,7 +142,7 @@ def _annotate_and_write(dataset_dir, ledger: Ledger, videos: Sequence[VideoInput
             log.debug("quarantined %s", reason)  # the flow logs it as a warning through its run logger
             continue
         except Exception as e:  # retries are spent: keep the error text for --retry-failed
-            if _skip_if_changed(ledger, v, out, pending):
+            if _skip_if_changed(ledger, v, out, pending, SETTLE_S):
                 continue
             error = f"{v.path}: {type(e).__name__}: {e}"
             ledger.mark_failed(v.video_id, error)

@@ -43,13 +43,21 @@ class VideoInput:
     name: str | None = None  # key into a narration table (manifest video_id, else the file stem)
     stamp: tuple[int, int] | None = None  # (size, mtime_ns) when its id was taken (None: not recorded)
 
-    def changed(self) -> str | None:
+    def changed(self, settle_s: float = 0.0) -> str | None:
         """Why the file is not the one discovered (grown, rewritten, gone), or None if it is unchanged.
 
         A file still being copied when the build found it has an id of a partial content: its clips
-        must not be kept (the next build sees the whole file, under its own id)."""
+        must not be kept (the next build sees the whole file, under its own id). With `settle_s`, a
+        file written to less than that long ago is first given the rest of that time to change (a
+        copy between two writes looks whole for a moment: asked before a file is judged unreadable)."""
         if self.stamp is None:
             return None
+        if settle_s > 0:
+            import time
+
+            age = time.time() - self.stamp[1] / 1e9
+            if age < settle_s:
+                time.sleep(settle_s - max(age, 0.0))
         try:
             now = _stamp(Path(self.path))
         except FileNotFoundError:

@@ -447,6 +447,7 @@ _LAST_PROGRESS: dict[str, tuple[int, int]] = {}
 
 
 # ------------------------------------------------------------------------------------------------ faults
+GROWING_PREFIX = "0-"
 @dataclass
 class Fault:
     kind: str
@@ -645,11 +646,11 @@ class FaultyRun:
             retry_failed = False
             if growing is not None:
                 growing.join()
-            if rc in (-signal.SIGKILL, 137) and self.schedule.corrupt_shard and not self._done("corrupt-shard"):
-                self._corrupt(k)
             if any(f.kind == "disk-full" and f.run == k for f in self.faults):
                 self.tmpfs.free()
                 retry_failed = True  # what a user does after freeing the space
+            if rc in (-signal.SIGKILL, 137) and self.schedule.corrupt_shard and not self._done("corrupt-shard"):
+                self._corrupt(k)
             if rc in (0, 3) and self.all_finished():
                 if self.schedule.late is not None:  # not reached in a run: it appears early in the next one
                     self.schedule.late = 0
@@ -658,6 +659,9 @@ class FaultyRun:
                     self.schedule.second_build = 0
                     continue
                 break
+        for f in self.faults:  # the fault counts only if a build met the file while it was being written
+            if f.kind == "growing" and "saw it while it was written" not in f.detail:
+                f.ok, f.detail = False, f.detail + "; no run met it while it was written"
         self._final_checks(monitor)
 
     def _done(self, kind: str) -> bool:
@@ -666,7 +670,9 @@ class FaultyRun:
     def _start_growing(self) -> threading.Thread:
         e = self.held("growing")
         started = threading.Event()
-        t = slow_copy(self.corpus / e.file, self.inputs / Path(e.file).name, self.o.growing_s, started)
+        name = GROWING_PREFIX + Path(e.file).name  # first in the build's order: reached while still written
+        self.frames[name] = e.timeline_frames
+        t = slow_copy(self.corpus / e.file, self.inputs / name, self.o.growing_s, started)
         started.wait(30)
         self.faults.append(Fault("growing", 0, None, f"{Path(e.file).name} copied in over {self.o.growing_s:.0f} s"))
         return t
@@ -884,11 +890,14 @@ def verdict(entries: list[Entry], faulty: Path, clean: Path) -> dict:
             mismatched.append(f"{e.file}: {len(mine)} clips, the clean build {len(theirs)}"
                               + (f" (differ in {', '.join(fields)})" if fields else ""))
     stray = sorted(set(clips_of) - {e.video_id for e in entries})
+    # ledger rows of no manifest video (a partial copy's id, say) must not linger as work to do
+    stale = sorted(f"{r.video_id} ({r.source_uri}): {r.state}" for v, r in ledger.items()
+                   if v not in {e.video_id for e in entries})
     return {"videos": len({e.video_id for e in entries}), "files": len(entries),
             "good": sum(e.kind == "good" for e in entries), "broken": sum(e.kind == "broken" for e in entries),
             "copies": sum(e.kind == "copy" for e in entries), "clips": len(rows), "clean_clips": len(ref),
             "lost": lost, "duplicated": dup, "mismatched": mismatched, "misjudged": misjudged,
-            "good_with_reason": with_reason, "stray_videos": stray}
+            "good_with_reason": with_reason, "stray_videos": stray, "stale_ledger_rows": stale}
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -1040,7 +1049,7 @@ def ok(report: dict, o: SoakOptions) -> bool:
     v = report["verdict"]
     injected = {k: sum(f["kind"] == k for f in report["faults"]) for k in expected_faults(o)}
     return (not v["lost"] and not v["duplicated"] and not v["mismatched"] and not v["misjudged"]
-            and not v["stray_videos"] and report["verify_deep"]["exit"] == 0
+            and not v["stray_videos"] and not v["stale_ledger_rows"] and report["verify_deep"]["exit"] == 0
             and report["final_rebuild"]["built_nothing"] and all(f["ok"] for f in report["faults"])
             and injected == expected_faults(o))
 
@@ -1099,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
                     settings=dict(kv.split("=", 1) for kv in a.set))
     report = soak(a.corpus, a.work, o, a.reference, a.window_s)
     print(json.dumps({k: report[k] for k in ("clean", "faulty", "faulty_wall_s", "clean_wall_s")}, indent=1))
-    for k in ("lost", "mismatched", "misjudged", "good_with_reason"):
+    for k in ("lost", "mismatched", "misjudged", "good_with_reason", "stale_ledger_rows"):
         for line in report["verdict"][k][:20]:
             print(f"{k}: {line}")
     print(summary_line(report))

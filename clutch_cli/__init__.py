@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, UsageError) as e:
         print(f"clutch {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk is the user's to fix, not a traceback to read
+        import errno
+
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"clutch {args.command}: error: {e}", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

@@ -60,6 +60,9 @@ def plan(cfg: BuildConfig, videos: list[VideoInput]) -> list[list[VideoInput]]:
     ledger = Ledger(cfg.out)
     check_settings(ledger, fingerprint, settings)
     ledger.register_many([(v.video_id, v.path) for v in videos], fingerprint)
+    for vid, path in ledger.forget_superseded([(v.video_id, v.path) for v in videos]):
+        get_run_logger().info("forgot %s (%s): the file holds other content now (it was still being copied)",
+                              vid, path)
     repaired = reconcile_shards(ledger, cfg.out)
     p = plan_batches(ledger, [v.video_id for v in videos], cfg.batch_size,
                      retry_failed=cfg.retry_failed, include_quarantined=cfg.include_quarantined)

@@ -269,6 +269,22 @@ class Ledger:
                        "SELECT video_id, source_uri, 'pending', ?, ?, ? FROM incoming", (fingerprint, now, now))
             db.execute("DELETE FROM incoming")
 
+    def forget_superseded(self, videos: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Forget pending or running rows whose file now holds other content: a (video_id, source_uri) of
+        this build names a path that the ledger knows under another id that no file of this build has (a
+        file that was still being copied when an earlier build hashed it). Returns the forgotten
+        (video_id, source_uri); done, failed and quarantined rows are kept."""
+        items = [(v, str(uri)) for v, uri in videos]
+        ids, paths = {v for v, _ in items}, {uri for _, uri in items}
+        rows = self._query("SELECT video_id, source_uri FROM videos WHERE state IN ('pending', 'running')")
+        gone = [(v, uri) for v, uri in rows if uri in paths and v not in ids]
+        if gone:
+            with self._tx() as db:
+                db.executemany("DELETE FROM videos WHERE video_id = ? AND state IN ('pending', 'running')",
+                               [(v,) for v, _ in gone])
+                db.executemany("DELETE FROM dropped_clips WHERE video_id = ?", [(v,) for v, _ in gone])
+        return gone
+
     def states(self, video_ids: Iterable[str] | None = None) -> dict[str, str]:
         """{video_id: state} of the given videos that the ledger knows (all of them when None), in one query."""
         rows = self._query("SELECT video_id, state FROM videos")

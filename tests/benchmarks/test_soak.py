@@ -37,8 +37,8 @@ def test_twelve_video_soak_with_kills_and_a_full_disk_loses_nothing(tmp_path, sh
                                jobs=2, progress=False)
     kinds = {e.kind for e in entries}
     assert {"good", "broken", "copy"} <= kinds and json.loads((corpus / "manifest.json").read_text())
-    o = soak.SoakOptions(kills=2, disk_full=True, late=True, second_build=True, corrupt_shard=True,
-                         batch_size=2, seed=1, settings={"decode_short_side": "180", "decode_max_long_side": "320"})
+    o = soak.SoakOptions(kills=2, disk_full=True, late=True, growing=True, growing_s=15.0, second_build=True,
+                         corrupt_shard=True, batch_size=2, seed=1, settings={"decode_short_side": "180", "decode_max_long_side": "320"})
     report = soak.soak(corpus, tmp_path / "work", o, window_s=60.0, progress=False)
     v = report["verdict"]
     line = soak.summary_line(report)
@@ -47,7 +47,8 @@ def test_twelve_video_soak_with_kills_and_a_full_disk_loses_nothing(tmp_path, sh
     assert v["good"] == sum(e.kind == "good" for e in entries) and v["broken"] >= 1
     injected = [f["kind"] for f in report["faults"]]
     assert injected.count("kill") == 2 and injected.count("disk-full") == 1, injected
-    assert {"late", "second-build", "corrupt-shard"} <= set(injected), injected
+    assert {"late", "growing", "second-build", "corrupt-shard"} <= set(injected), injected
+    assert not v["stale_ledger_rows"]  # the partial copy's id did not stay behind as work to do
     assert report["verify_deep"]["exit"] == 0 and report["final_rebuild"]["built_nothing"]
     assert line.startswith("soak: videos ") and "lost 0, duplicated 0, mismatched 0" in line
     work = tmp_path / "work"

@@ -182,3 +182,13 @@ def test_register_many_keeps_states_updates_paths_and_refuses_other_settings(tmp
     led.mark_failed("b", "crashed")
     led.reset_many(["b"])
     assert (led.get("b").state, led.get("b").error) == ("pending", None)
+
+
+def test_a_partial_copys_pending_row_is_forgotten_once_its_path_holds_other_content(tmp_path):
+    led = Ledger(tmp_path)
+    led.register_many([("partial", "/v/a.mp4"), ("b", "/v/b.mp4"), ("gone", "/v/gone.mp4")], "fp")
+    led.mark_running("b")
+    led.mark_quarantined("b", "not a video")
+    # the next build: a.mp4 is whole now (another id), b.mp4 was replaced, gone.mp4 is not among the inputs
+    assert led.forget_superseded([("whole", "/v/a.mp4"), ("b2", "/v/b.mp4")]) == [("partial", "/v/a.mp4")]
+    assert set(led.states()) == {"b", "gone"}  # a quarantined row and a path not given stay

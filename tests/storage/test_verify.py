@@ -230,3 +230,38 @@ def test_a_version_2_shard_without_per_track_quality_is_still_read(tmp_path):
     rows = read_rows(d)
     assert len(rows) == 3 and "reproj_track_mean_left" not in rows[0]["quality"]
     assert connect(d).execute("SELECT count(*) FROM clips WHERE quality.reproj_px_median >= 0").fetchone()[0] == 3
+
+
+def test_an_orphan_shard_damaged_before_its_adoption_is_rebuilt_not_adopted(clean, tmp_path):
+    """A build killed after writing a shard, before marking its videos: the next build adopts the shard, but
+    only after reading all of it against its page CRCs (the ledger never recorded its sha256)."""
+    import shutil
+
+    d = tmp_path / "orphan"
+    shutil.copytree(clean, d)
+    a = list_shards(d)[0]
+    mine = [r.video_id for r in Ledger(d).by_state() if r.shard == a.name]
+    Ledger(d).requeue(mine, "killed before marking", forget_shard=a.name)  # what the kill leaves
+    flip(a)  # and then its bytes go bad (a disk, a copy)
+    seen = []
+
+    def counting(v):
+        seen.append(v.video_id)
+        return annotate(v)
+
+    build(d, counting)
+    assert sorted(seen) == sorted(mine)
+    assert_same_rows(rows_of(d), rows_of(clean))
+    assert check(Ledger(d), d, deep=True).ok
+
+
+def test_a_full_disk_under_the_ledger_is_one_clear_line_not_a_traceback(clean, monkeypatch, capsys):
+    from storage.ledger import LedgerNoSpace
+
+    def full(self):
+        raise LedgerNoSpace(self.path, "disk I/O error", 0)
+
+    monkeypatch.setattr(Ledger, "_connect", full)
+    assert main(["verify", str(clean)]) == 1
+    err = capsys.readouterr().err
+    assert "clutch verify: error: no space left on device for the ledger" in err and "Traceback" not in err
