@@ -98,8 +98,7 @@ def speed(args) -> None:
 
     from clutch_core.shift.data import WindowSampler, fit_stats, load_clips
     from clutch_core.shift.model import SHIFT
-    from clutch_core.shift.train import preset_config, tokenizer_loss
-    from clutch_core.training.optim import adamw
+    from clutch_core.shift.train import make_optimizer, preset_config, tokenizer_loss
     from clutch_core.training.precision import resolve_amp
 
     torch.set_num_threads(args.threads)
@@ -117,7 +116,7 @@ def speed(args) -> None:
     steps: dict = {}
     losses: dict[str, list[float]] = {}
     ours = SHIFT(tok).train()
-    opt = adamw(ours, tcfg.lr, tcfg.betas, tcfg.weight_decay)
+    opt = make_optimizer(ours, tcfg)
 
     def ours_step(bf16: bool):
         def run(x, p):

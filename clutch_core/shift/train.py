@@ -74,6 +74,12 @@ class TrainConfig:
         return d
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """The tokenizer's optimizer as the trainer makes it (AdamW, no decay on vectors, fused). A stable public
+    name, with `preset_config`: outside benchmarks import both (docs/shift.md)."""
+    return adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+
+
 def preset_config(preset: str = "tiny", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset, with overrides (None values are ignored)."""
     if preset not in PRESETS:
@@ -167,7 +173,7 @@ def _setup(dataset, out: Path, cfg: TrainConfig) -> _Run:
     if len(train) == 0:
         raise ValueError(f"{dataset}: no clips in the train split")
     model = build_tokenizer(cfg.tokenizer).to(device)  # on its device before the optimizer state is loaded
-    opt = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     meta = resume_training_state(out / CHECKPOINT, model, opt)  # None: no good checkpoint
     step, resumed_amp = 0, None
     if meta is not None:

@@ -15,7 +15,7 @@ CHANGED = {
     "tracker_kwargs": {"num_hands": 1}, "presence_every_s": 0.5, "read_ahead_chunks": 0, "max_gap": 3, "smooth_window": 9,
     "smooth_polyorder": 3, "mano_dir": "/mano", "mano_iterations": 3, "captioners": ("kinematic",),
     "vlm": "some/vlm", "vlm_frames": 8, "vlm_max_new_tokens": 64, "vlm_batch_size": 16,
-    "min_presence": 0.5, "max_jitter": 30.0, "max_bone_cv": 0.2, "hand_fit": "lift", "fit_iterations": 3,
+    "min_presence": 0.5, "max_jitter": 30.0, "max_bone_cv": 0.2, "hand_fit": "lift", "fit_iterations": 3, "fit_pose_sigma": 0.35,
     "quality_action": "mark", "max_reproj": 0.02, "max_depth_jump": 0.05, "max_fit_rejected": 0.5,
 }
 GATED = {"mano_iterations": "mano_dir", "vlm_frames": "vlm", "vlm_max_new_tokens": "vlm"}
@@ -66,7 +66,8 @@ def test_a_dataset_built_before_the_fit_refuses_a_resume_naming_the_new_settings
     from storage.ledger import Ledger
     from storage.resume import SettingsMismatch, check_settings
 
-    new = ("hand_fit", "fit_iterations", "quality_action", "max_reproj", "max_depth_jump", "max_fit_rejected")
+    new = ("hand_fit", "fit_iterations", "fit_pose_sigma", "quality_action", "max_reproj", "max_depth_jump",
+           "max_fit_rejected")
     fingerprint, settings = BuildConfig(videos=("v.mp4",), out=str(tmp_path)).settings()
     before = {k: v for k, v in settings.items() if k not in new}  # what the earlier build stored
     old_fp = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]

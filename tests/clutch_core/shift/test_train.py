@@ -133,3 +133,17 @@ def test_tokenize_writes_every_clip_once_and_resumes(dataset, tmp_path):
     assert again["written"] == n_lost and again["skipped"] == 40 - n_lost
     assert read_tokens(s["dir"]).num_rows == 40
     assert t.sort_by("clip_id").equals(read_tokens(s["dir"]).sort_by("clip_id"))
+
+
+def test_the_stable_names_outside_benchmarks_import_give_the_trainers_optimizer():
+    from clutch_core.shift.model import build_tokenizer
+    from clutch_core.shift.train import make_optimizer, preset_config
+
+    cfg = preset_config("tiny", lr=3e-4)
+    model = build_tokenizer(cfg.tokenizer)
+    opt = make_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 3e-4 and opt.defaults["fused"]
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
