@@ -81,4 +81,4 @@ def test_the_check_catches_a_moved_file():
             "`s3://bucket/ds/` and `docs/`")
     assert doc_paths(text) == ["flows/deployments.py", "clutch_core/shift/train.py", "docs/"]
     assert [w for w in doc_paths(text) if not exists(w)] == ["flows/deployments.py"]
-    assert not resolves("clutch_core.shift.train.make_optimizer") and resolves("clutch_core.shift.train.train_tokenizer")
+    assert not resolves("clutch_core.shift.train.no_such_name") and resolves("clutch_core.shift.train.make_optimizer")

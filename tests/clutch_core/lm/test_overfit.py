@@ -40,7 +40,7 @@ def test_text_to_motion_overfits_32_clips(tmp_path_factory, tmp_path, one_torch_
     sampler = Sampler(clips, r, sentinel_ids(tok), "pretrain", 0, mixes={"pretrain": {"t2m": 1.0}}, buckets=4)
     opt = adamw(model, cfg.lr, cfg.betas, 0.0)
     first = None
-    for step in range(400):
+    for step in range(600):
         b = collate(sampler.batch(step, cfg.batch), tok.pad_token_id, 256, 192)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / 20)
