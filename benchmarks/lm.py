@@ -206,7 +206,8 @@ def quality(args) -> None:
     dataset = out / "synth"
     prep = json.loads((out / "prepare.json").read_text()) if (out / "prepare.json").exists() else {}
     seeds = prep.get("seeds", [0, 1, 2])
-    base = dict(repeats=args.repeats, mm_texts=args.mm_texts, mm_generations=args.mm_generations)
+    base = dict(repeats=args.repeats, mm_texts=args.mm_texts, mm_generations=args.mm_generations, split=args.split,
+                final=args.final)
     result = {"prepare": prep}
     if not args.skip_main:
         rep = evaluate_lm(out / "run", dataset, LMEvalConfig(**base), progress=False)
@@ -273,12 +274,12 @@ class ProcessorClock:
 
 
 def generation_speed(run: Path, dataset: Path, device: str, repeats: int) -> list[dict]:
-    """Per-clip latency of text-to-motion at batch 1 and 32 (clip lengths of the test split), and the
+    """Per-clip latency of text-to-motion at batch 1 and 32 (clip lengths of the val split), and the
     processor's share of it."""
     from clutch_core.eval.data import eval_clips
     from clutch_core.lm.api import generate
 
-    clips, _ = eval_clips(dataset, "test")
+    clips, _ = eval_clips(dataset, "val")
     clips = clips[:32]
     texts = [c["captions"][0]["text"] for c in clips]
     secs = [c["num_frames"] / 15 for c in clips]
@@ -464,7 +465,8 @@ def curve(args) -> None:
             continue
         t1 = time.time()
         rep = evaluate_lm(run, dataset, LMEvalConfig(stage="pretrain", repeats=args.repeats, mm_texts=2,
-                                                     mm_generations=2, caption_boot=10, guidance=guidance))
+                                                     mm_generations=2, caption_boot=10, guidance=guidance,
+                                                     split=args.split, final=args.final))
         g, c = rep["t2m"]["clutch"], rep["m2t"]["clutch"]
         points.append({"step": cap, "guidance": guidance, "t2m_r3": g["r_precision_top3"], "t2m_r3_ci95": g.get("r_precision_top3_ci95"),
                        "fid": g["fid"], "kid": g["kid"], "m2t_r3": c["r_precision_top3"],
@@ -501,7 +503,14 @@ def plot_curve(points: list[dict], path: Path, preset: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """--split (default val) and --final: every sweep here is scored on val; test only when told --final."""
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default=None,
+                   help="evaluation clips (default: val; test only with --final)")
+    p.add_argument("--final", action="store_true", help="the final reading: the test split may be read")
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("prepare")
@@ -523,6 +532,7 @@ def main() -> None:
     q.add_argument("--skip-main", action="store_true", help="only the refinement ablation")
     q.add_argument("--skip-ablation", action="store_true", help="only the main run")
     q.add_argument("--threads", type=int, default=1)
+    add_split_arguments(q)
     sp = sub.add_parser("speed")
     sp.add_argument("--out", required=True, help="the folder `prepare` wrote")
     sp.add_argument("--train-steps", type=int, default=30)
@@ -536,6 +546,7 @@ def main() -> None:
     cu.add_argument("--every", type=int, default=400)
     cu.add_argument("--repeats", type=int, default=5)
     cu.add_argument("--threads", type=int, default=2)
+    add_split_arguments(cu)
     rs = sub.add_parser("recipe-speed")
     rs.add_argument("--dataset", required=True)
     rs.add_argument("--run", required=True, help="a run folder with its shift and tokenize stages done")
@@ -554,7 +565,14 @@ def main() -> None:
     tr.add_argument("--steps", type=int, required=True)
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--lm")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if hasattr(args, "final"):  # tuning reads val; test once, at the end, when told
+        from clutch_core.eval.data import TestSplitRefused, check_split
+
+        try:
+            check_split(args.split, args.final)
+        except TestSplitRefused as e:
+            p.error(str(e))
     {"prepare": prepare, "quality": quality, "speed": speed, "curve": curve, "_train": train_speed,
      "recipe-speed": recipe_speed, "_recipe": recipe_train}[args.cmd](args)
 

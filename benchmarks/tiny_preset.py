@@ -78,7 +78,7 @@ def stop(p: subprocess.Popen) -> None:
     p.wait()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a.add_argument("--work", type=Path, default=Path("runs/bench-tiny"))
     a.add_argument("--clips", type=int, default=1500)
@@ -91,9 +91,19 @@ def main() -> None:
     a.add_argument("--stages", help="stages to run (default: every default stage)")
     a.add_argument("--quiet-seconds", type=float,
                    help="skip the quiet runs and compare with this quiet wall time (one measured earlier, alone)")
-    args = a.parse_args()
+    a.add_argument("--eval-split", choices=["train", "val", "test", "all"], default=None,
+                   help="clips the eval stage scores (default: val; test only with --final)")
+    a.add_argument("--final", action="store_true", help="the final reading: the eval stage may read the test split")
+    args = a.parse_args(argv)
+    from clutch_core.eval.data import TestSplitRefused, check_split
+
+    try:
+        check_split(args.eval_split, args.final)
+    except TestSplitRefused as e:
+        a.error(str(e))
     short = (("--max-steps", str(args.max_steps)) if args.max_steps else ()) + (
-        ("--stages", args.stages) if args.stages else ())
+        ("--stages", args.stages) if args.stages else ()) + (
+        ("--eval-split", args.eval_split) if args.eval_split else ()) + (("--final",) if args.final else ())
 
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = args.work / "synth"

@@ -10,7 +10,7 @@ from clutch_cli import CliError, add_progress_argument, require_dataset
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
-               "glove", "evaluator_epochs", "evaluator", "guidance")
+               "glove", "evaluator_epochs", "evaluator", "guidance", "final")
 CAPTION_OPTIONS = ("refs", "hyps", "bert_model", "bert_layers", "no_bertscore")
 
 
@@ -25,8 +25,12 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("clutch eval RUN --dataset DATASET --out REPORT")
     r.add_argument("--dataset", type=Path, help="3D-HIW dataset folder (DATASET/shards/*.parquet)")
     r.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
-                   help="evaluation clips (default: test, or val+test with a warning when test holds fewer than 32 "
-                   "clips; a split given here is used as given, and refused with the counts when it is too small)")
+                   help="evaluation clips (default: val; with --final: test, or val+test with a warning when test "
+                   "holds fewer than 32 clips; a split given here is used as given, and refused with the counts "
+                   "when it is too small; test only with --final)")
+    r.add_argument("--final", action="store_true", default=None,
+                   help="the final reading: the test split may be read (once per preset and seed, after every "
+                   "choice was made on val)")
     r.add_argument("--repeats", type=int, default=None,
                    help="repeats (caption draws, pool shuffles) for the mean and its 95%% interval (default 20)")
     r.add_argument("--seed", type=int, default=None, help="random seed of the repeats (default 0)")
@@ -100,6 +104,12 @@ def run_handler(a) -> int:
         if unknown:
             raise CliError(f"unknown row(s) {sorted(unknown)}; known: {sorted(ROWS) + list(LM_ROWS)}")
     # every argument checked before anything is created
+    from clutch_core.eval.data import TestSplitRefused, check_split
+
+    try:
+        check_split(a.split, bool(a.final))
+    except TestSplitRefused as e:
+        raise CliError(str(e)) from None
     require_dataset(a.dataset, "--dataset")
     check_run(Path(a.target))
     if a.out.exists() and not a.out.is_dir():
@@ -111,7 +121,7 @@ def run_handler(a) -> int:
         raise CliError("--text-encoder glove needs --glove FILE.txt")
     if a.evaluator is not None and a.evaluator.exists() and not a.evaluator.is_dir():
         raise CliError(f"--evaluator {a.evaluator}: not a folder")
-    cfg = ReportConfig(split=a.split, repeats=a.repeats or ReportConfig.repeats, seed=a.seed or 0, rows=a.rows,
+    cfg = ReportConfig(split=a.split, final=bool(a.final), repeats=a.repeats or ReportConfig.repeats, seed=a.seed or 0, rows=a.rows,
                        retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator,
                        progress=a.progress, guidance=a.guidance)
     if cfg.repeats < 1:

@@ -56,6 +56,15 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _plain(e: ValueError) -> str:
+    """A pydantic ValidationError as its messages only (field: message), anything else as it is."""
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e)
+    return "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x.get("loc") else "")
+                     + str(x["msg"]).removeprefix("Value error, ") for x in errors())
+
+
 def _train(args) -> int:
     import logging
 
@@ -66,7 +75,7 @@ def _train(args) -> int:
         cfg.shift_config()  # preset and overrides checked before a server starts
         cfg.lm_config()
     except ValueError as e:
-        raise CliError(str(e)) from None
+        raise CliError(_plain(e)) from None
     require_dataset(cfg.dataset)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks run the stages without Prefect
         from flows.stages import run_stages

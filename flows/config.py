@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clutch_core.training import AMP_CHOICES, AMP_HELP
 
@@ -133,7 +133,18 @@ class TrainClutchConfig(FlowConfig):
     lm_steps: Optional[list[int]] = Field(None, description="steps of the pretrain, refine and instruct stages "
                                                             "(CLI: comma-separated, e.g. 1200,300,300; default: the "
                                                             "preset's; max_steps still caps each)")
+    eval_split: Optional[Literal["train", "val", "test", "all"]] = Field(
+        None, description="clips the eval stage scores (default: val; test only with final)")
+    final: bool = Field(False, description="the final reading: the eval stage scores the test split (read it "
+                                           "once per preset and seed, after every choice was made on val)")
     progress: bool = Field(True, description="draw progress bars on the terminal")
+
+    @model_validator(mode="after")
+    def _test_only_when_final(self) -> "TrainClutchConfig":
+        from clutch_core.eval.data import check_split
+
+        check_split(self.eval_split, self.final)  # refused before any stage trains
+        return self
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -69,7 +69,8 @@ def _eval(dataset: str, out: str, cfg, progress: bool) -> dict:
 
     report = Path(out) / "eval"
     try:  # the defaults of `clutch eval`, so the stage's report and a later `clutch eval` agree
-        table = write_report(Path(out), Path(dataset), report, ReportConfig(seed=cfg.seed or 0, progress=progress))
+        table = write_report(Path(out), Path(dataset), report, ReportConfig(split=cfg.eval_split, final=cfg.final,
+                                                                                seed=cfg.seed or 0, progress=progress))
     except TooFewClips as e:  # a small dataset: the training is done, only its scoring is not possible
         log.warning("eval: skipped: %s", e)
         return {"skipped": str(e)}

@@ -18,23 +18,36 @@ def load_clips(dataset: Path, split: str | None, columns: list[str] | None = Non
     return ClipReader(dataset).read_rows(split=split, columns=columns or EVAL_COLUMNS)
 
 
-DEFAULT_SPLIT = "test"
+DEFAULT_SPLIT = "val"  # what tuning reads
+FINAL_SPLIT = "test"  # read once per preset and seed, at the end (`--final`)
 
 
 class TooFewClips(ValueError):
     """The evaluation set holds fewer clips than one R-precision pool."""
 
 
-def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str]:
+class TestSplitRefused(ValueError):
+    """The test split was asked for without `final`: every value tuned on it would make its figures optimistic."""
+
+
+def check_split(split: str | None, final: bool) -> None:
+    """Refuse `test` unless this is the final reading (`--final`); raises TestSplitRefused."""
+    if split == FINAL_SPLIT and not final:
+        raise TestSplitRefused("the test split is read once per preset and seed, at the end, for the figures you "
+                               "report: pass --final to read it (tune on --split val, the default)")
+
+
+def eval_clips(dataset: Path, split: str | None = None, final: bool = False) -> tuple[list[dict], str]:
     """(evaluation clips, name of the evaluation set).
 
     The evaluation set must hold at least one R-precision pool (32 clips). A split asked for
     (`train`, `val`, `test`, or `all`, which includes the training clips) is used as asked, or
-    refused with the counts when it is too small. The default (None) is the test split; when it
-    holds fewer than 32 clips, val+test is used instead and a warning says so: the default never
-    reaches the training clips. The evaluator itself only ever trains on the train split
-    (clutch_core.eval.evaluator_store).
+    refused with the counts when it is too small; `test` only when `final` (check_split). The
+    default (None) is the val split, or with `final` the test split (val+test, with a warning, when
+    test holds fewer than 32 clips). The default never reaches the training clips. The evaluator
+    itself only ever trains on the train split (clutch_core.eval.evaluator_store).
     """
+    check_split(split, final)
     rows = load_clips(dataset, None)
     if not rows:
         raise ValueError(f"{dataset}: the dataset has no clips")
@@ -48,9 +61,14 @@ def eval_clips(dataset: Path, split: str | None = None) -> tuple[list[dict], str
         if split in ("all", "train"):
             log.warning("evaluating on %s clips, which the models trained on", split)
         return chosen, split
-    chosen = [r for r in rows if r["split"] == DEFAULT_SPLIT]
+    default = FINAL_SPLIT if final else DEFAULT_SPLIT
+    chosen = [r for r in rows if r["split"] == default]
     if len(chosen) >= R_POOL:
-        return chosen, DEFAULT_SPLIT
+        return chosen, default
+    if not final:
+        raise TooFewClips(f"{dataset}: the val split has {len(chosen)} clips ({have}); R-precision needs at least "
+                         f"{R_POOL}. Build or synthesize a larger dataset, or read the held-out clips once with "
+                         "--final (test, or val+test when test is small)")
     chosen = [r for r in rows if r["split"] in ("val", "test")]
     if len(chosen) < R_POOL:
         raise TooFewClips(f"{dataset}: {len(chosen)} held-out clips ({have}); R-precision needs at least {R_POOL}. "

@@ -32,7 +32,8 @@ LM_ROWS = ("clutch", "m2t")  # --rows names of the language model's parts: text-
 
 @dataclass
 class ReportConfig:
-    split: str | None = None  # evaluation split; None: test, or val+test when small (clutch_core.eval.data.eval_clips)
+    split: str | None = None  # evaluation split; None: val, or with `final` test (clutch_core.eval.data.eval_clips)
+    final: bool = False  # the final reading: the test split may be read
     repeats: int = DEFAULT_REPEATS
     seed: int = 0
     rows: list[str] | None = None  # None = every registered row the run supports
@@ -79,7 +80,7 @@ def write_report(run: Path, dataset: Path, out: Path, cfg: ReportConfig | None =
         raise FileNotFoundError(f"run folder {run} does not exist")
     metrics_path = out / METRICS
     old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    clips, eval_set = eval_clips(dataset, cfg.split)
+    clips, eval_set = eval_clips(dataset, cfg.split, cfg.final)
     ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, cfg.retrain_evaluator,
                                           progress=cfg.progress)
     merge_tables(old, {"_": {HASH_KEY: ev_hash}}, str(metrics_path))  # fail before the long part
@@ -150,7 +151,7 @@ def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | N
         lm_dir(run)
     except FileNotFoundError:
         return None  # a tokenizer-only run
-    return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
+    return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, final=cfg.final, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
                                                   evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path,
                                                   guidance=cfg.guidance),
                        progress=cfg.progress)

@@ -48,7 +48,8 @@ R_KEYS = tuple(f"r_precision_top{k + 1}" for k in range(M.TOP_K))
 
 @dataclass
 class LMEvalConfig:
-    split: str | None = None  # evaluation split; None: test, or val+test when small (clutch_core.eval.data.eval_clips)
+    split: str | None = None  # evaluation split; None: val, or with `final` test (clutch_core.eval.data.eval_clips)
+    final: bool = False  # the final reading: the test split may be read
     repeats: int = DEFAULT_REPEATS  # caption draws and R-precision pool shuffles
     seed: int = 0
     stage: str | None = None  # LM stage to score; None = the latest finished
@@ -284,7 +285,7 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
     if unknown:
         raise ValueError(f"parts: unknown {sorted(unknown)} (t2m, m2t)")
     stage, _ = lm_dir(run, cfg.stage)
-    clips, eval_set = eval_clips(dataset, cfg.split)
+    clips, eval_set = eval_clips(dataset, cfg.split, cfg.final)
     ev, ev_hash = load_or_train_evaluator(dataset, cfg.evaluator, cfg.evaluator_path, progress=progress)
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed,
                       mm_texts=cfg.mm_texts, mm_generations=cfg.mm_generations)

@@ -184,7 +184,7 @@ def test_no_train_split_is_an_error_that_says_what_to_do(tmp_path, capsys):
         r["split"] = "test"
     ds = write_dataset(tmp_path / "ds", rows)
     (tmp_path / "run" / "shift").mkdir(parents=True)
-    assert main(["eval", str(tmp_path / "run"), "--dataset", str(ds), "--out", str(tmp_path / "r")]) == 2
+    assert main(["eval", str(tmp_path / "run"), "--dataset", str(ds), "--out", str(tmp_path / "r"), "--final"]) == 2
     err = capsys.readouterr().err
     assert "no clips in the train split" in err and "--evaluator PATH" in err
     assert not (ds / "evaluators").exists()
