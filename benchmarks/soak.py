@@ -174,14 +174,12 @@ def encode(path: Path, frames: list[np.ndarray], fps: float, codec: str, times: 
 
 
 def _faststart(src: Path, dst: Path) -> None:
-    import av
+    """Remux with the index first (a streamable MP4): the test fixtures' helper, one definition."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.fixtures.bad_inputs import _faststart as remux
 
-    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
-        s = o.add_stream_from_template(i.streams.video[0])
-        for pkt in i.demux(i.streams.video[0]):
-            if pkt.dts is not None:
-                pkt.stream = s
-                o.mux(pkt)
+    remux(src, dst)
 
 
 def _audio_only(path: Path, seconds: float = 2.0) -> None:
