@@ -11,12 +11,12 @@ worker processes, Ray with 2 CPUs. Per runner:
 - videos/hour and frames/s: on the work alone (wall - overhead), frames being the annotated
   frames on the 15 fps timeline (sum of num_frames of the shards).
 
-Then a projection, labelled as such, for the whole 3D-HIW corpus on N workers from the best
-measured per-worker rate and the measured 2-worker scaling efficiency. Prints Markdown with
+Then a projection, labelled as such, for the whole 3D-HIW corpus on N machines like this one from
+the best measured rate, and what the HaMeR-size GPU network's measured crops/s would change. Prints Markdown with
 the CPU, core count and load average. Run it alone on a quiet machine: it is a timing.
 
     python benchmarks/scaling.py                       # all four runners
-    python benchmarks/scaling.py --runners thread1,dask --corpus-hours 2000 --workers-list 8,64
+    python benchmarks/scaling.py --runners thread1,dask --corpus-hours 2000 --machines-list 8,64
 """
 from __future__ import annotations
 
@@ -109,29 +109,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def projection(rows: list[dict], hours: float, clip_seconds: float, workers_list: list[int],
-               basis: str = "at this video's 320 px decode") -> str:
-    """Days to annotate the corpus on N workers, from the measured rates (a projection, not a measurement)."""
+def projection(rows: list[dict], hours: float, clip_seconds: float, machines_list: list[int],
+               basis: str = "at this video's 320 px decode", gpu_crops_s: float | None = None) -> str:
+    """Days to annotate the corpus on N machines like this one, from the measured rates (a projection, not a
+    measurement): each machine at the best runner's measured rate, machines added linearly."""
+    best = max(rows, key=lambda r: r["frames_per_s"])
     one = next((r for r in rows if r["workers"] == 1), None)
-    per_worker = one["frames_per_s"] if one else max(r["frames_per_s"] / r["workers"] for r in rows)
-    two = [r for r in rows if r["workers"] == 2]
-    eff = min(1.0, max(r["frames_per_s"] for r in two) / (2 * per_worker)) if two and one else 1.0
     video_frames = hours * 3600 * 15  # every hour of source video is decoded and tracked on the 15 fps timeline
     clip_frames = CORPUS_SEQUENCES * clip_seconds * 15
+    eff = f"; 2 workers give {best['frames_per_s'] / one['frames_per_s']:.2f}x 1 worker here" if one and best is not one else ""
     lines = [
         "**Projection (not measured)** for the whole 3D-HIW corpus. Assumptions: "
         f"{hours:.0f} hours of source video, all of it tracked on the 15 fps timeline ({video_frames / 1e6:.1f} M "
         f"frames; a lower bound counting only the ~{CORPUS_SEQUENCES:,} kept sequences of ~{clip_seconds:.1f} s is "
-        f"{clip_frames / 1e6:.2f} M frames); {per_worker:.1f} frames/s per worker (measured, 1 worker, {basis}); parallel efficiency {eff:.2f} per added worker (measured, 2 workers), assumed "
-        "to hold at N (true while workers are separate machines or cores and the store keeps up); runner "
-        "overhead is paid once per flow run and left out.",
+        f"{clip_frames / 1e6:.2f} M frames); {best['frames_per_s']:.1f} frames/s per machine like this one (measured: "
+        f"{best['runner']} runner, {best['workers']} workers, {basis}{eff}); N such machines add linearly (each "
+        "builds its own share of the videos into its own dataset folder, or one Ray/Dask cluster whose store keeps "
+        "up); runner overhead is paid once per flow run and left out.",
         "",
-        "| workers N | days (all source hours) | hours (kept sequences only) |",
+        "| machines N | days (all source hours) | hours (kept sequences only) |",
         "|---:|---:|---:|",
     ]
-    for n in workers_list:
-        rate = per_worker * (1 + (n - 1) * eff)
+    for n in machines_list:
+        rate = best["frames_per_s"] * n
         lines.append(f"| {n} | {video_frames / rate / 86400:.1f} | {clip_frames / rate / 3600:.1f} |")
+    if gpu_crops_s:
+        crops = 2 * video_frames  # at most two hands per frame
+        lines += ["", f"With a GPU tracker (not measured end to end): the HaMeR-size network alone at "
+                  f"{gpu_crops_s:,.0f} crops/s (BENCHMARKS.md, one H100, bf16) needs {crops / gpu_crops_s / 3600:.0f} "
+                  f"GPU-hours for two crops per frame of all source hours ({2 * clip_frames / gpu_crops_s / 3600:.1f} "
+                  f"for the kept sequences only), {gpu_crops_s / 2 / best['frames_per_s']:.1f}x the frames/s of one "
+                  "machine like this one; decoding and hand detection stay on the CPU and must keep up."]
     return "\n".join(lines)
 
 
@@ -142,16 +150,15 @@ def main() -> None:
     ap.add_argument("--corpus-hours", type=float, default=1000.0,
                     help="hours of source video behind 3D-HIW for the projection (default 1000)")
     ap.add_argument("--clip-seconds", type=float, default=5.8, help="mean kept sequence length (default 5.8 s)")
-    ap.add_argument("--workers-list", default="1,8,32,128", help="N of the projection")
+    ap.add_argument("--machines-list", default="1,8,32,128", help="N of the projection (machines like this one)")
+    ap.add_argument("--gpu-crops-s", type=float, default=1183.0, help="the HaMeR-size network's measured crops/s "
+                    "for the projection's GPU line (BENCHMARKS.md; 0: leave it out)")
     ap.add_argument("--corpus", type=Path, default=None, help="a soak corpus (benchmarks/soak.py corpus) instead "
                     "of the 4 variants: its first --videos files, --batch-size 4, frames on the 15 fps timeline")
     ap.add_argument("--videos", type=int, default=100, help="files of --corpus (default 100)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds over the runners, alternating; the table gives "
                     "each runner's best round and the spread")
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "tests"))
-    from flow_videos import VARIANTS, make_videos
-
     names = [n.strip() for n in args.runners.split(",") if n.strip()]
     unknown = [n for n in names if n not in RUNNERS]
     if unknown:
@@ -163,6 +170,9 @@ def main() -> None:
             videos, tl = soak_videos(args.corpus, args.videos)
             what, batch = f"{len(videos)} files of the soak corpus {args.corpus} ({tl} timeline frames)", 4
         else:
+            sys.path.insert(0, str(REPO))
+            from tests.fixtures.flow_videos import VARIANTS, make_videos
+
             videos, tl = list(make_videos(args.video, work / "videos", list(VARIANTS)).values()), None
             what, batch = f"{len(videos)} videos (variants of {args.video.name}), one video per batch", 1
         runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -183,8 +193,9 @@ def main() -> None:
     print(table(rows))
     print("\nwall: the whole `clutch build`; overhead: the same command on the finished dataset (server, flow, "
           "runner start-up); videos/hour and frames/s on wall - overhead; frames on the 15 fps timeline.\n")
-    print(projection(rows, args.corpus_hours, args.clip_seconds, [int(x) for x in args.workers_list.split(",")],
-                     "on the soak corpus, default settings" if args.corpus else "at this video's 320 px decode"))
+    print(projection(rows, args.corpus_hours, args.clip_seconds, [int(x) for x in args.machines_list.split(",")],
+                     "on the soak corpus, default settings" if args.corpus else "at this video's 320 px decode",
+                     args.gpu_crops_s or None))
 
 
 if __name__ == "__main__":

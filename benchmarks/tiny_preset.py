@@ -24,13 +24,24 @@ from pathlib import Path
 STAGE_DIRS = ("shift", "pretrain", "refine", "instruct")  # tokenize writes into the dataset
 
 
-def clutch(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "clutch_cli", *args], env=env, **kw)
+# "unset": OpenMP's own default (libgomp spins a bounded while, then sleeps). torch is imported
+# before clutch's main runs, so OpenMP has read its environment before clutch would set a policy.
+UNSET_ENTRY = "import sys, torch; from clutch_cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def clutch_argv(policy: str) -> list[str]:
+    return [sys.executable, "-c", UNSET_ENTRY] if policy == "unset" else [sys.executable, "-m", "clutch_cli"]
+
+
+def clutch(*args: str, env: dict | None = None, policy: str = "", **kw) -> subprocess.Popen:
+    return subprocess.Popen([*clutch_argv(policy), *args], env=env, **kw)
 
 
 def env_for(threads: int, policy: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PREFECT_API_URL")}
-    env.update(OMP_WAIT_POLICY=policy, OMP_NUM_THREADS=str(threads))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PREFECT_API_URL", "OMP_WAIT_POLICY")}
+    env.update(OMP_NUM_THREADS=str(threads))
+    if policy != "unset":
+        env.update(OMP_WAIT_POLICY=policy)
     return env
 
 
@@ -42,7 +53,7 @@ def train(dataset: Path, run: Path, threads: int, policy: str, extra: tuple[str,
     shutil.rmtree(dataset / "tokens", ignore_errors=True)
     t0 = time.perf_counter()
     p = clutch("train", str(dataset), "--out", str(run), "--preset", "tiny", "--threads", str(threads),
-               "--no-progress", *extra, env=env_for(threads, policy), stdout=subprocess.DEVNULL,
+               "--no-progress", *extra, env=env_for(threads, policy), policy=policy, stdout=subprocess.DEVNULL,
                stderr=subprocess.PIPE, text=True)
     _, err = p.communicate()
     wall = time.perf_counter() - t0
@@ -61,7 +72,10 @@ def competitor(dataset: Path, work: Path, threads: int, policy: str, kind: str,
     """One CPU-bound process that runs until killed."""
     if kind == "python":  # one busy core, no OpenMP
         return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    loop = (f"while true; do rm -rf {work}/competitor; {sys.executable} -m clutch_cli train {dataset}c "
+    import shlex
+
+    entry = " ".join(map(shlex.quote, clutch_argv(policy)))
+    loop = (f"while true; do rm -rf {work}/competitor; {entry} train {dataset}c "
             f"--out {work}/competitor --preset tiny --threads {threads} --no-progress {' '.join(extra)} "
             ">/dev/null 2>&1; done")
     return subprocess.Popen(["bash", "-c", loop], env=env_for(threads, policy), start_new_session=True)
@@ -83,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--work", type=Path, default=Path("runs/bench-tiny"))
     a.add_argument("--clips", type=int, default=1500)
     a.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
-    a.add_argument("--wait-policy", default="ACTIVE,PASSIVE", help="comma-separated OMP_WAIT_POLICY values")
+    a.add_argument("--wait-policy", default="ACTIVE,PASSIVE", help="comma-separated OMP_WAIT_POLICY values; "
+                   "unset: OpenMP's own default (clutch's PASSIVE not applied)")
     a.add_argument("--competitor", choices=["train", "python"], default="train",
                    help="the competing process: a second clutch train (default) or a pure-Python busy loop")
     a.add_argument("--compare-vqvae", action="store_true", help="also train the VQ-VAE baseline (quiet)")
