@@ -145,13 +145,15 @@ class Ledger:
         try:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the database file
             db.executescript(_DDL)
+        finally:
+            db.close()
+        # Under the write lock: workers that open a fresh ledger at once must not both add a column.
+        with self._tx() as db:
             for table, added in (("videos", _ADDED_COLUMNS), ("dropped_clips", _ADDED_DROPPED_COLUMNS)):
                 have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
                 for col, typ in added.items():
                     if col not in have:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
-        finally:
-            db.close()
 
     # -- plumbing ------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

@@ -192,3 +192,26 @@ def test_a_partial_copys_pending_row_is_forgotten_once_its_path_holds_other_cont
     # the next build: a.mp4 is whole now (another id), b.mp4 was replaced, gone.mp4 is not among the inputs
     assert led.forget_superseded([("whole", "/v/a.mp4"), ("b2", "/v/b.mp4")]) == [("partial", "/v/a.mp4")]
     assert set(led.states()) == {"b", "gone"}  # a quarantined row and a path not given stay
+
+
+def test_workers_opening_a_fresh_ledger_at_once_all_succeed(tmp_path):
+    """Each new ledger adds its later columns; two openers at once must not both add one."""
+    import threading
+
+    for i in range(20):
+        dataset = tmp_path / f"d{i}"
+        barrier, errors = threading.Barrier(6), []
+
+        def open_it():
+            barrier.wait()
+            try:
+                Ledger(dataset)
+            except Exception as e:  # noqa: BLE001 - the test collects whatever breaks
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
