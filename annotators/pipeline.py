@@ -79,7 +79,7 @@ class AnnotateConfig:
     smooth_window: int = 7
     smooth_polyorder: int = 2
     hand_fit: str = "rigid"  # 'rigid': one hand per track fitted to the image (clutch_core.hands.fit); 'lift': the tracker's joints as they are (the earlier path)
-    fit_iterations: int = 24  # Gauss-Newton steps of the rigid fit (6 had not converged: BENCHMARKS.md)
+    fit_iterations: int = 12  # Levenberg-Marquardt steps of the rigid fit, each turn at most 0.25 rad (BENCHMARKS.md)
     fit_pose_sigma: float = 0.7  # rad: how far the fit's finger rotations may leave the tracker's 3D hand to meet its 2D keypoints
     mano_dir: str | None = None  # MANO_{LEFT,RIGHT}.pkl folder: fit MANO (pose_convention 'mano')
     mano_iterations: int = _setting(10, "mano_dir")  # L-BFGS steps of the fit (IK initialises it; ~0.3 s per step per hand on CPU)

@@ -120,7 +120,8 @@ def track_shape(joints: np.ndarray, present: np.ndarray, score: np.ndarray, side
 class FitSettings:
     """Weights of the per-clip fit, each as the spread (sigma) of its residual, and the shape prior."""
 
-    iterations: int = 24  # Gauss-Newton (Levenberg-Marquardt) steps over the whole clip (6 had not converged)
+    iterations: int = 12  # Levenberg-Marquardt steps over the whole stretch (with max_turn_rad: as close as 24 without)
+    max_turn_rad: float = 0.25  # largest rotation one step may make (rad): the linear model holds only for small turns
     reproj_sigma: float = 0.002  # 2D keypoint error, as a fraction of the image diagonal
     robust: float = 3.0  # Cauchy scale of the 2D term, in sigmas: a wrong keypoint pulls less
     pose_sigma: float = 0.7  # rad: finger rotations against the tracker's own 3D hand
@@ -234,6 +235,10 @@ class _Problem:
         # finite differences over time of the 6 per-frame unknowns [translation, wrist rotation]:
         # (hand-frames [M,k], coefficients [k], weight of each of the 6)
         self.temporal = [(fr.pairs, np.array([-1.0, 1.0]), vel_w), (fr.triples, np.array([1.0, -2.0, 1.0]), acc_w)]
+        self._cols = [[torch.from_numpy(idx[:, i]) for i in range(len(coef))] for idx, coef, _ in self.temporal]
+        self._band = _Band(len(fr.t), self.temporal)
+        self._hb_prior = torch.diag(torch.tensor([0.0] * 3 + [self.orient_w] * 3, dtype=torch.float64))
+        self._hf_prior = torch.eye(9, dtype=torch.float64) * self.pose_w
 
     def forward(self, go, loc, t):
         """-> joints [N,21,3], world rotations [N,16,3,3], pixels [N,21,2]."""
@@ -253,8 +258,7 @@ class _Problem:
         dev = matrix_to_axis_angle(loc @ self.fr.target_loc.transpose(-1, -2))
         e_loc = (world[:, _PARENT_ROT] @ dev[..., None])[..., 0]
         diffs = []
-        for idx, coef, _ in self.temporal:
-            cols = [torch.from_numpy(idx[:, i]) for i in range(len(coef))]
+        for (idx, coef, _), cols in zip(self.temporal, self._cols):
             dt = sum(c * t[i] for c, i in zip(coef, cols))
             if len(coef) == 2:  # rotation velocity: the turn from one frame to the next
                 dr = matrix_to_axis_angle(go[cols[1]] @ go[cols[0]].transpose(-1, -2))
@@ -288,23 +292,26 @@ class _Problem:
         jb, jf = self._jacobian(ev["joints"])  # [N,21,2,6], [N,5,3,2,9]
         c = self.st.robust
         w = (self.fr.conf[:, None] / self.sigma**2 / (1 + (s / c) ** 2))[..., None]  # [N,21,1]
-        jbw = jb * w[..., None]
-        hb = torch.einsum("njap,njaq->npq", jbw, jb) + torch.diag(torch.tensor([0.0] * 3 + [self.orient_w] * 3))
-        gb = torch.einsum("njap,nja->np", jbw, d)
+        jbw = (jb * w[..., None]).reshape(n, 42, 6)
+        hgb = jbw.mT @ torch.cat([jb.reshape(n, 42, 6), d.reshape(n, 42, 1)], -1)  # [N,6,7]: J'WJ | J'Wd
+        hb, gb = hgb[..., :6] + self._hb_prior, hgb[..., 6]
         gb[:, 3:] += e[:, 0] * self.orient_w
         chain = _CHAIN_MOVED
-        jfw = jf * w[:, chain][..., None]  # [N,5,3,2,9]
-        hf = torch.einsum("nfjap,nfjaq->nfpq", jfw, jf) + torch.eye(9) * self.pose_w
-        hfb = torch.einsum("nfjap,nfjaq->nfpq", jfw, jb[:, chain])  # [N,5,9,6]
-        gf = torch.einsum("nfjap,nfja->nfp", jfw, d[:, chain]) + e[:, 1:].reshape(n, 5, 9) * self.pose_w
-        hf = hf + lam * torch.diag_embed(torch.diagonal(hf, dim1=-2, dim2=-1))
-        hb = hb + lam * torch.diag_embed(torch.diagonal(hb, dim1=-2, dim2=-1))
+        jfw = (jf * w[:, chain][..., None]).reshape(n, 5, 6, 9)  # a finger's 3 joints x 2 pixel rows
+        rhs = torch.cat([jf.reshape(n, 5, 6, 9), jb[:, chain].reshape(n, 5, 6, 6), d[:, chain].reshape(n, 5, 6, 1)], -1)
+        h = jfw.mT @ rhs  # [N,5,9,16]: the finger's own 9x9 | its coupling to the shared 6 | gradient
+        hf, hfb = h[..., :9] + self._hf_prior, h[..., 9:15]
+        gf = h[..., 15] + e[:, 1:].reshape(n, 5, 9) * self.pose_w
+        torch.diagonal(hf, dim1=-2, dim2=-1).mul_(1 + lam)  # Marquardt's scaled damping
+        torch.diagonal(hb, dim1=-2, dim2=-1).mul_(1 + lam)
         x = torch.cholesky_solve(torch.cat([hfb, gf[..., None]], -1), torch.linalg.cholesky(hf))  # [N,5,9,7]
-        S = hb - torch.einsum("nfpq,nfpr->nqr", hfb, x[..., :6])
-        sg = gb - torch.einsum("nfpq,nfp->nq", hfb, x[..., 6])
-        db = self._coupled(S, sg, diffs)
+        schur = hfb.reshape(n, 45, 6).mT @ x.reshape(n, 45, 7)  # [N,6,7]
+        S, sg = hb - schur[..., :6], gb - schur[..., 6]
+        db = self._band.solve(S, sg, diffs)
         da = -(x[..., 6] + (x[..., :6] @ db[:, None, :, None])[..., 0])  # [N,5,9]
-        return torch.cat([db[:, None, 3:], da.reshape(n, 15, 3)], 1), db[:, :3]
+        rot = torch.cat([db[:, None, 3:], da.reshape(n, 15, 3)], 1)
+        shorten = (self.st.max_turn_rad / rot.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)  # [N,16]
+        return rot * shorten[..., None], db[:, :3]
 
     def _jacobian(self, joints: torch.Tensor):
         """d pixels / d unknowns: of the 6 shared ones (translation, wrist rotation) for every joint
@@ -327,31 +334,6 @@ class _Problem:
         jf = jf * _CHAIN_MASK[:, None, :, None]  # joint j moves with pivot k when j >= k
         return jb, jf.reshape(jf.shape[:4] + (9,))
 
-    def _coupled(self, S: torch.Tensor, sg: torch.Tensor, diffs: list) -> torch.Tensor:
-        """Solve (blockdiag(S) + motion-prior Hessian) x = -(sg + motion-prior gradient) for the 6
-        coupled unknowns of every hand-frame [N,6]. The motion prior links a hand-frame only to the
-        next two (the frames are sorted by hand and time), so the system is banded: a banded
-        Cholesky solve, linear in the number of frames."""
-        from scipy.linalg import solveh_banded
-
-        n, k = len(S), 6
-        blocks = np.zeros((3, n, k, k))  # blocks[o, m]: the 6x6 block between hand-frames m and m + o
-        blocks[0] = S.numpy()
-        g = sg.numpy().copy()
-        for x, (idx, coef, w) in zip(diffs, self.temporal):
-            for i in range(len(coef)):
-                for j in range(i, len(coef)):
-                    np.add.at(blocks[j - i], idx[:, i], np.diag(coef[i] * coef[j] * w))
-                np.add.at(g, idx[:, i], coef[i] * x.numpy() * w)
-        u = 3 * k - 1
-        ab = np.zeros((u + 1, n * k))
-        m, p, q = np.meshgrid(np.arange(n), np.arange(k), np.arange(k), indexing="ij")
-        for o in range(3):
-            row, col = k * m + p, k * (m + o) + q
-            keep = (col >= row) & (m + o < n)
-            ab[u + row[keep] - col[keep], col[keep]] = blocks[o][keep]
-        return torch.from_numpy(solveh_banded(ab, -g.ravel(), lower=False)).reshape(n, k)
-
     @staticmethod
     def apply(ev: dict, da, db):
         """The increments applied: rotations in the camera frame about their joints."""
@@ -359,6 +341,47 @@ class _Problem:
         go2 = axis_angle_to_matrix(da[:, 0]) @ go
         inc = axis_angle_to_matrix((world[:, 1:].transpose(-1, -2) @ da[:, 1:, :, None])[..., 0])
         return go2, loc @ inc, t + db
+
+
+class _Band:
+    """The coupled system of a step: (blockdiag(S) + motion-prior Hessian) x = -(sg + motion-prior
+    gradient) for the 6 shared unknowns of every hand-frame [N,6]. The motion prior links a
+    hand-frame only to the next two (the frames are sorted by hand and time), so the system is
+    banded (LAPACK's banded Cholesky: linear in the frames). The prior's part of the band, and where
+    S goes in it, do not change between steps: laid out once."""
+
+    K = 6
+
+    def __init__(self, n: int, temporal: list):
+        k = self.K
+        self.n, self.temporal, self.u = n, temporal, 3 * k - 1
+        blocks = np.zeros((3, n, k, k))  # blocks[o, m]: the 6x6 block between hand-frames m and m + o
+        for idx, coef, w in temporal:
+            for i in range(len(coef)):
+                for j in range(i, len(coef)):
+                    blocks[j - i, idx[:, i]] += np.diag(coef[i] * coef[j] * w)  # a frame is once per column
+        self.ab = np.zeros((self.u + 1, n * k))  # LAPACK's lower band storage: ab[r - c, c] = A[r, c], r >= c
+        m, p, q = np.meshgrid(np.arange(n), np.arange(k), np.arange(k), indexing="ij")
+        for o in range(3):
+            row, col = k * (m + o) + q, k * m + p  # A[row, col] = A[col, row] = blocks[o][m, p, q]
+            keep = (row >= col) & (m + o < n)
+            self.ab[row[keep] - col[keep], col[keep]] = blocks[o][keep]
+        keep = q >= p  # S's lower triangle, on the band's main blocks (S is symmetric)
+        self.s_at = ((q - p)[keep], (k * m + p)[keep])
+        self.s_keep = torch.from_numpy(keep)
+
+    def solve(self, S: torch.Tensor, sg: torch.Tensor, diffs: list) -> torch.Tensor:
+        from scipy.linalg import solveh_banded
+
+        ab = self.ab.copy()
+        ab[self.s_at] += S[self.s_keep].numpy()
+        g = sg.numpy().copy()
+        for x, (idx, coef, w) in zip(diffs, self.temporal):
+            xw = x.numpy() * w
+            for i in range(len(coef)):
+                g[idx[:, i]] += coef[i] * xw
+        x = solveh_banded(ab, -g.ravel(), lower=True, check_finite=False)  # lower: 10x faster than upper here
+        return torch.from_numpy(x).reshape(self.n, self.K)
 
 
 def _palm_normals(rest: torch.Tensor) -> torch.Tensor:
