@@ -254,17 +254,17 @@ class _Problem:
         entry of `temporal` [M,6] (translation, then wrist rotation as camera-frame axis-angle)."""
         d = px - self.fr.kp
         s = d.norm(dim=-1) / self.sigma
-        e_go = matrix_to_axis_angle(go @ self.fr.target_go.transpose(-1, -2))
-        dev = matrix_to_axis_angle(loc @ self.fr.target_loc.transpose(-1, -2))
+        n = len(go)
+        (c0, c1), _ = self._cols  # consecutive hand-frames: the rotation velocity
+        a = torch.cat([go, loc.reshape(-1, 3, 3), go[c1]])  # one log map for all three
+        b = torch.cat([self.fr.target_go, self.fr.target_loc.reshape(-1, 3, 3), go[c0]])
+        aa = matrix_to_axis_angle(a @ b.transpose(-1, -2))
+        e_go, dev, dr = aa[:n], aa[n:16 * n].reshape(n, 15, 3), aa[16 * n:]
         e_loc = (world[:, _PARENT_ROT] @ dev[..., None])[..., 0]
         diffs = []
         for (idx, coef, _), cols in zip(self.temporal, self._cols):
             dt = sum(c * t[i] for c, i in zip(coef, cols))
-            if len(coef) == 2:  # rotation velocity: the turn from one frame to the next
-                dr = matrix_to_axis_angle(go[cols[1]] @ go[cols[0]].transpose(-1, -2))
-            else:
-                dr = torch.zeros_like(dt)
-            diffs.append(torch.cat([dt, dr], -1))
+            diffs.append(torch.cat([dt, dr if len(coef) == 2 else torch.zeros_like(dt)], -1))
         return d, s, torch.cat([e_go[:, None], e_loc], 1), diffs
 
     def evaluate(self, go, loc, t) -> dict:
