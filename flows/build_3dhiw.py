@@ -81,10 +81,14 @@ def annotate(video: VideoInput, cfg: BuildConfig, narrations: Optional[list] = N
     from annotators.pipeline import annotate_video
 
     try:
-        return annotate_video(video.path, video.video_id, cfg.annotate_config(), narrations=narrations,
-                              intrinsics=video.intrinsics)
+        r = annotate_video(video.path, video.video_id, cfg.annotate_config(), narrations=narrations,
+                           intrinsics=video.intrinsics)
     except BadVideoError as e:
         return Completed(name=QUARANTINED, message=str(e), data=e)
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in r.seconds_by_step.items())
+    get_run_logger().info("%d frames (15 fps), %d clips in %.2f s; seconds by step: %s", r.num_frames,
+                          len(r.rows), r.seconds, steps)
+    return r
 
 
 @task(name="build-batch", cache_policy=NO_CACHE, persist_result=False)
