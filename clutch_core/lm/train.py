@@ -39,7 +39,7 @@ from clutch_core.lm.vocab import MotionVocab
 from clutch_core.shift.checkpoint import load_tokenizer, shift_weights_id
 from clutch_core.training.checkpoint import atomic_write_json, resume_training_state, save_training_state
 from clutch_core.training.optim import adamw
-from clutch_core.training.precision import autocast, resolve_amp
+from clutch_core.training.precision import TIMED_BATCHES, autocast, resolve_amp
 from clutch_core.training.progress import TrainingProgress
 from clutch_core.training.schedule import lr_at
 from clutch_core.training.stage import is_complete, local_device, prepare, trim_log
@@ -223,12 +223,14 @@ def _resume(s: _Stage, cfg: LMConfig) -> tuple[bool, str] | None:
 
 
 def _resolve_precision(s: _Stage, cfg: LMConfig) -> tuple[bool, str]:
-    """clutch_core.training.precision on this stage's first batch."""
-    batch = _batch(s, cfg, s.step)
+    """clutch_core.training.precision on this stage's first batches."""
+    batches = [_batch(s, cfg, s.step + i) for i in range(TIMED_BATCHES + 1)]
+    batch = batches[0]
 
-    def step():
-        return s.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       labels=batch["labels"], decoder_input_ids=batch["decoder_input_ids"]).loss
+    def step(i: int):
+        b = batches[i]
+        return s.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                       labels=b["labels"], decoder_input_ids=b["decoder_input_ids"]).loss
 
     key = (json.dumps(cfg.identity(s.name), sort_keys=True), tuple(batch["input_ids"].shape), tuple(batch["labels"].shape))
     return resolve_amp(cfg.amp, s.device, s.model, step, key)

@@ -33,7 +33,7 @@ from clutch_core.shift.model import TokenizerConfig, TokenizerOutput, build_toke
 from clutch_core.shift.presets import PRESETS
 from clutch_core.training.checkpoint import atomic_write_json, resume_training_state, save_training_state
 from clutch_core.training.optim import adamw
-from clutch_core.training.precision import autocast, resolve_amp
+from clutch_core.training.precision import TIMED_BATCHES, autocast, resolve_amp
 from clutch_core.training.progress import TrainingProgress
 from clutch_core.training.schedule import lr_at
 from clutch_core.training.stage import is_complete, prepare, setup_device, trim_log
@@ -216,13 +216,13 @@ def _precision(r: _Run, cfg: TrainConfig, resumed: tuple | None) -> tuple[bool, 
     if resumed is not None and cfg.amp == "auto":
         use_bf16, reason = resumed
     else:
-        x, p = (t.to(r.device) for t in r.sampler.sample(r.step))
+        batches = [tuple(t.to(r.device) for t in r.sampler.sample(r.step + i)) for i in range(TIMED_BATCHES + 1)]
 
-        def step():
-            out = r.model(x, p)
+        def step(i: int):
+            out = r.model(*batches[i])
             return out.recon.float().square().mean() + out.commit
 
-        key = (json.dumps(dataclasses.asdict(cfg.tokenizer), sort_keys=True), tuple(x.shape))
+        key = (json.dumps(dataclasses.asdict(cfg.tokenizer), sort_keys=True), tuple(batches[0][0].shape))
         use_bf16, reason = resolve_amp(cfg.amp, r.device, r.model, step, key)
     if r.world > 1:  # a measured choice may differ between ranks: all take rank 0's
         choice = [use_bf16, reason]
