@@ -11,4 +11,4 @@
 # torch-free, so the flows' configs and the CLI can show them at start-up
 AMP_CHOICES = ("auto", "bf16", "off")
 AMP_HELP = ("bf16 autocast: auto (default) = bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16, AMX) when "
-            "a short measurement of the first step finds it faster; bf16 = always; off = float32")
+            "a short measurement of its first 5 steps finds it faster; bf16 = always; off = float32")
