@@ -236,7 +236,7 @@ class _Problem:
         # (hand-frames [M,k], coefficients [k], weight of each of the 6)
         self.temporal = [(fr.pairs, np.array([-1.0, 1.0]), vel_w), (fr.triples, np.array([1.0, -2.0, 1.0]), acc_w)]
         self._cols = [[torch.from_numpy(idx[:, i]) for i in range(len(coef))] for idx, coef, _ in self.temporal]
-        self._band = _Band(len(fr.t), self.temporal)
+        self._band = MotionBand(len(fr.t), self.temporal)
         self._hb_prior = torch.diag(torch.tensor([0.0] * 3 + [self.orient_w] * 3, dtype=torch.float64))
         self._hf_prior = torch.eye(9, dtype=torch.float64) * self.pose_w
 
@@ -343,7 +343,7 @@ class _Problem:
         return go2, loc @ inc, t + db
 
 
-class _Band:
+class MotionBand:
     """The coupled system of a step: (blockdiag(S) + motion-prior Hessian) x = -(sg + motion-prior
     gradient) for the 6 shared unknowns of every hand-frame [N,6]. The motion prior links a
     hand-frame only to the next two (the frames are sorted by hand and time), so the system is
