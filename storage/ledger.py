@@ -23,6 +23,7 @@ import datetime as _dt
 import os
 import socket
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,12 +144,21 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         try:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the database file
-            db.executescript(_DDL)
+            for wait in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 0.0):  # switching to WAL is not covered by busy_timeout
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the database file
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or not wait:
+                        raise
+                    time.sleep(wait)
         finally:
             db.close()
         # Under the write lock: workers that open a fresh ledger at once must not both add a column.
         with self._tx() as db:
+            for stmt in _DDL.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
             for table, added in (("videos", _ADDED_COLUMNS), ("dropped_clips", _ADDED_DROPPED_COLUMNS)):
                 have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
                 for col, typ in added.items():
