@@ -503,6 +503,38 @@ def plot_curve(points: list[dict], path: Path, preset: str) -> None:
     plt.close(fig)
 
 
+def decoding(args) -> None:
+    """Decoding settings swept on trained runs, no retraining: each (run, guidance, rerank) scored by the
+    dataset's evaluator on the split given (val by default), one JSON line each (and --json-out)."""
+    from clutch_core.lm.evaluate import LMEvalConfig, evaluate_lm
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    for run in args.runs.split(","):
+        for g in [float(x) for x in args.guidance.split(",")] if args.guidance else [None]:
+            for k in [int(x) for x in args.rerank.split(",")]:
+                t0 = time.time()
+                rep = evaluate_lm(Path(run), Path(args.dataset), LMEvalConfig(
+                    repeats=args.repeats, mm_texts=2, mm_generations=2, caption_boot=10, guidance=g, rerank=k,
+                    split=args.split, final=args.final, parts=tuple(args.parts.split(","))))
+                row = {"run": run, "guidance": rep["guidance"], "rerank": k, "eval_set": rep["eval_set"],
+                       "seconds": round(time.time() - t0, 1)}
+                if "t2m" in rep:
+                    t = rep["t2m"]
+                    row.update(given_r3=t["clutch"]["r_precision_top3"], free_r3=t["clutch_free"]["r_precision_top3"],
+                               given_fid=t["clutch"]["fid"], free_fid=t["clutch_free"]["fid"],
+                               nearest_r3=t["nearest_caption_motion"]["r_precision_top3"],
+                               real_r3=t["real"]["r_precision_top3"])
+                if "m2t" in rep:
+                    c = rep["m2t"]
+                    row.update(m2t_r3=c["clutch"]["r_precision_top3"], bleu_4=c["clutch"]["bleu_4"],
+                               rouge_l=c["clutch"]["rouge_l"])
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=1))
+
+
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
     """--split (default val) and --final: every sweep here is scored on val; test only when told --final."""
     p.add_argument("--split", choices=["train", "val", "test", "all"], default=None,
@@ -553,6 +585,16 @@ def main(argv: list[str] | None = None) -> None:
     rs.add_argument("--steps", type=int, default=60)
     rs.add_argument("--rounds", type=int, default=2)
     rs.add_argument("--threads", type=int, default=2)
+    de = sub.add_parser("decoding", help="sweep decoding settings (guidance, rerank) on trained runs")
+    de.add_argument("--dataset", required=True)
+    de.add_argument("--runs", required=True, help="comma-separated run folders (their LM stages trained)")
+    de.add_argument("--rerank", default="1", help="comma-separated candidates per text (1: no rerank)")
+    de.add_argument("--guidance", help="comma-separated guidance scales (default: each run's own)")
+    de.add_argument("--parts", default="t2m", help="t2m, m2t or t2m,m2t")
+    de.add_argument("--repeats", type=int, default=5)
+    de.add_argument("--threads", type=int, default=2)
+    de.add_argument("--json-out")
+    add_split_arguments(de)
     rt = sub.add_parser("_recipe", help=argparse.SUPPRESS)
     for a in ("--dataset", "--run", "--recipe", "--amp"):
         rt.add_argument(a, required=True)
@@ -574,7 +616,8 @@ def main(argv: list[str] | None = None) -> None:
         except TestSplitRefused as e:
             p.error(str(e))
     {"prepare": prepare, "quality": quality, "speed": speed, "curve": curve, "_train": train_speed,
-     "recipe-speed": recipe_speed, "_recipe": recipe_train}[args.cmd](args)
+     "recipe-speed": recipe_speed, "_recipe": recipe_train,
+     "decoding": decoding}[args.cmd](args)
 
 
 if __name__ == "__main__":

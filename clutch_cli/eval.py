@@ -10,7 +10,7 @@ from clutch_cli import CliError, add_progress_argument, require_dataset
 
 
 RUN_OPTIONS = ("dataset", "split", "repeats", "seed", "rows", "retrain_evaluator", "text_encoder", "text_model",
-               "glove", "evaluator_epochs", "evaluator", "guidance", "final")
+               "glove", "evaluator_epochs", "evaluator", "guidance", "rerank", "final")
 CAPTION_OPTIONS = ("refs", "hyps", "bert_model", "bert_layers", "no_bertscore")
 
 
@@ -37,6 +37,9 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--guidance", type=float, default=None, metavar="S",
                    help="classifier-free guidance scale of the language model's decoding in both directions "
                         "(default: the scale the run was trained for, recorded with its model; 1 turns it off)")
+    r.add_argument("--rerank", type=int, default=None, metavar="K",
+                   help="text-to-motion candidates per caption reranked by the model's own motion-to-text "
+                        "(default: the run's, recorded with its model; 1 turns it off)")
     r.add_argument("--rows", nargs="+", default=None, help="only these rows (default: every row the run supports: real, tokenizer_recon, and with a "
                         "trained language model clutch (text-to-motion) and m2t (motion-to-text))")
     r.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
@@ -123,11 +126,13 @@ def run_handler(a) -> int:
         raise CliError(f"--evaluator {a.evaluator}: not a folder")
     cfg = ReportConfig(split=a.split, final=bool(a.final), repeats=a.repeats or ReportConfig.repeats, seed=a.seed or 0, rows=a.rows,
                        retrain_evaluator=bool(a.retrain_evaluator), evaluator=ecfg, evaluator_path=a.evaluator,
-                       progress=a.progress, guidance=a.guidance)
+                       progress=a.progress, guidance=a.guidance, rerank=a.rerank)
     if cfg.repeats < 1:
         raise CliError("--repeats must be at least 1")
     from clutch_core.lm.api import check_guidance
 
+    if a.rerank is not None and a.rerank < 0:
+        raise CliError(f"--rerank must be >= 0 (candidates per caption; 0 or 1: off), got {a.rerank}")
     try:
         check_guidance(cfg.guidance)  # before the evaluator trains
     except ValueError as e:

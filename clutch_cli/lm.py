@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float,
                    help="classifier-free guidance scale: how much the text outweighs the model's text-free guess "
                         "(default: the one the run was trained for, see docs/lm.md; 1: none)")
+    p.add_argument("--rerank", type=int, metavar="K",
+                   help="draw K candidate motions per text (the greedy one or the samples asked for, plus sampled "
+                        "ones) and keep those the model's own motion-to-text reads back as the text (default: the "
+                        "run's, see docs/lm.md; 1: off)")
     p.add_argument("--stage", choices=["pretrain", "refine", "instruct"],
                    help="language-model stage to use (default: the newest finished one)")
     p.set_defaults(func=_generate)
@@ -86,7 +90,8 @@ def _generate(a) -> int:
                           if sample else "greedy (--sample or --seed to sample)"), file=sys.stderr)
     try:
         motions = generate(a.run, a.text, seconds=a.seconds, samples=a.samples, seed=seed, do_sample=sample,
-                           temperature=temperature, top_k=a.top_k, stage=a.stage, guidance=a.guidance)
+                           temperature=temperature, top_k=a.top_k, stage=a.stage, guidance=a.guidance,
+                           rerank=a.rerank)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     for w in generation_warnings(a.text, motions):

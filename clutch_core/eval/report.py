@@ -42,6 +42,7 @@ class ReportConfig:
     evaluator_path: Path | None = None  # None = DATASET/evaluators/<hash>/
     progress: bool = True  # progress bar while the evaluator trains
     guidance: float | None = None  # the language model's classifier-free guidance; None: the scale the run recorded
+    rerank: int | None = None  # text-to-motion candidates reranked by the model's motion-to-text; None: the run's
 
 
 def merge_tables(old: dict[str, dict], new: dict[str, dict], where: str = "the table") -> dict[str, dict]:
@@ -115,7 +116,7 @@ def _add_language_model(run: Path, dataset: Path, cfg: ReportConfig, ev_hash: st
         return None
     if lm["evaluator_hash"] != ev_hash:  # one evaluator per table, always
         raise ValueError(f"language-model rows were scored by evaluator {lm['evaluator_hash']}, the table by {ev_hash}")
-    decoding = {"stage": lm["stage"], "guidance": lm["guidance"]}  # on the model's rows: what produced them
+    decoding = {"stage": lm["stage"], "guidance": lm["guidance"], "rerank": lm["rerank"]}  # on the model's rows: what produced them
     table.update({name: {**row, **decoding} if name.startswith("clutch") else row
                   for name, row in lm.get("t2m", {}).items() if name != "real"})
     if "m2t" not in lm:
@@ -153,5 +154,5 @@ def language_model_rows(run: Path, dataset: Path, cfg: ReportConfig) -> dict | N
         return None  # a tokenizer-only run
     return evaluate_lm(run, dataset, LMEvalConfig(split=cfg.split, final=cfg.final, repeats=cfg.repeats, seed=cfg.seed, parts=parts,
                                                   evaluator=cfg.evaluator, evaluator_path=cfg.evaluator_path,
-                                                  guidance=cfg.guidance),
+                                                  guidance=cfg.guidance, rerank=cfg.rerank),
                        progress=cfg.progress)

@@ -90,8 +90,10 @@ def _decoding_line(table: dict[str, dict]) -> list[str]:
         return []
     g = row["guidance"]
     how = "off" if g == 1 else f"scale {g:g}"
-    return [f"- language model: stage `{row.get('stage')}`, greedy decoding, classifier-free guidance {how} "
-            "(`clutch eval --guidance S` to score another)"]
+    k = int(row.get("rerank") or 1)
+    dec = "greedy decoding" if k <= 1 else f"the best of {k} candidates (greedy + sampled) by the model's own motion-to-text"
+    return [f"- language model: stage `{row.get('stage')}`, {dec}, classifier-free guidance {how} "
+            "(`clutch eval --guidance S --rerank K` to score another)"]
 
 
 def report_markdown(run, dataset, eval_set: str, n: int, repeats: int, table: dict[str, dict],

@@ -41,6 +41,7 @@ class RunLM:
     stats: Any  # MotionStats
     max_text_tokens: int
     guidance: float = 1.0  # the decoding's default guidance scale (what the model was trained for)
+    rerank: int = 1  # text-to-motion candidates per text that the model's motion-to-text reranks (1: none)
 
     @property
     def max_steps(self) -> int:
@@ -80,7 +81,7 @@ def _load(run: str, stage: str, folder: str, _stamp: int, device: str) -> RunLM:
         raise ValueError(f"{folder}: language model was trained on other motion tokens than "
                          f"{Path(run) / 'shift'} (tokenizer/LM mismatch); retrain the LM stages of this run")
     return RunLM(stage, model, tok, vocab, shift, stats, int(meta.get("max_text_tokens", 128)),
-                 float(meta.get("guidance", 1.0)))
+                 float(meta.get("guidance", 1.0)), int(meta.get("rerank", 1)))
 
 
 def check_guidance(guidance: float | None) -> None:
@@ -142,16 +143,18 @@ def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float 
              samples: int = 1,
              seed: int = 0, do_sample: bool | None = None, temperature: float = 1.0, top_k: int | None = None,
              batch_size: int = 32, stage: str | None = None, device: str = "cpu",
-             guidance: float | None = None) -> list[list[Motion]]:
+             guidance: float | None = None, rerank: int | None = None) -> list[list[Motion]]:
     """Text -> motion. Returns, per text, `samples` Motion(motion [T, 198], presence [T, 2]).
 
     Greedy when samples == 1 and do_sample is not set; otherwise sampling with temperature and
     top-k. With `seconds` (one for every text, or one per text) the motion has
     round(seconds * 15) frames; without, the model's <eom> ends it (4..144 frames). `guidance`:
     the classifier-free guidance scale (clutch_core.lm.guidance; None: the one the model was
-    trained for, 1: none).
+    trained for, 1: none). `rerank` K > samples: also draw K - samples sampled motions per text
+    and return the `samples` of the K that the model's own motion-to-text scores highest
+    (clutch_core.lm.rerank; None: the run's default, 1: off). The seed makes it repeatable.
     """
-    from clutch_core.lm.decode import generate_motion_ids
+    from clutch_core.lm.rerank import best_of, caption_log_likelihood
 
     texts = [texts] if isinstance(texts, str) else list(texts)
     if samples < 1:
@@ -161,28 +164,53 @@ def generate(run: str | os.PathLike, texts: Sequence[str] | str, seconds: float 
     per_text = [seconds] * len(texts) if seconds is None or np.ndim(seconds) == 0 else list(seconds)
     if len(per_text) != len(texts):
         raise ValueError(f"seconds: {len(per_text)} lengths for {len(texts)} texts")
-    lengths = [steps_for(s, lm.vocab.frames_per_step) for s in per_text for _ in range(samples)]  # (steps, frames)
+    k = rerank_count(lm, rerank)
     sample = (samples > 1) if do_sample is None else do_sample
     task = "t2m" if seconds is None else "t2m_seconds"
-    tmpl = templates()[task][0]["input"]
-    r = Renderer(lm.tokenizer, lm.vocab)
-    prompts = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": t.strip()})[0]
-               for t, s in zip(texts, per_text) for _ in range(samples)]
-    bare = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": ""})[0]
-            for s in per_text for _ in range(samples)]  # the prompts without their text, for guidance
     scale = guidance_scale(lm, guidance)
     torch.manual_seed(seed)
-    out: list[Motion] = []
+    dec = dict(lm=lm, task=task, temperature=temperature, top_k=top_k, scale=scale, batch_size=batch_size,
+               device=device, given=seconds is not None)
+    rows = _decode(texts, per_text, samples, sample, **dec)  # [len(texts) * samples] (ids, frames)
+    if k > samples:
+        extra = _decode(texts, per_text, k - samples, True, **dec)
+        rows = [r for i in range(len(texts)) for r in rows[i * samples:(i + 1) * samples] + extra[i * (k - samples):(i + 1) * (k - samples)]]
+        r = Renderer(lm.tokenizer, lm.vocab)
+        motion_ids = [lm.vocab.encode(*lm.vocab.decode(ids)) for ids, _ in rows]
+        scores = caption_log_likelihood(lm.model, r, motion_ids, [t for t in texts for _ in range(k)], batch_size)
+        rows = [rows[j] for j in best_of(scores, len(texts), samples).reshape(-1)]
+    out = [codes_to_motion(lm, *lm.vocab.decode(ids), frames) for ids, frames in rows]
+    return [out[i * samples:(i + 1) * samples] for i in range(len(texts))]
+
+
+def rerank_count(lm: RunLM, rerank: int | None) -> int:
+    """Candidates per text: the number asked for, or the run's default; 1 (or 0) is no rerank."""
+    if rerank is not None and (not isinstance(rerank, (int, np.integer)) or rerank < 0):
+        raise ValueError(f"rerank must be a whole number >= 0 (candidates per text; 0 or 1: off), got {rerank!r}")
+    return max(1, lm.rerank if rerank is None else int(rerank))
+
+
+def _decode(texts: list[str], per_text: list, n: int, sample: bool, lm: RunLM, task: str, temperature: float,
+            top_k: int | None, scale: float, batch_size: int, device, given: bool) -> list[tuple[list[int], int | None]]:
+    """`n` decodes per text, text-major -> [(generated ids from <som>, frames to keep or None)]."""
+    from clutch_core.lm.decode import generate_motion_ids
+
+    tmpl = templates()[task][0]["input"]
+    r = Renderer(lm.tokenizer, lm.vocab)
+    lengths = [steps_for(s, lm.vocab.frames_per_step) for s in per_text for _ in range(n)]  # (steps, frames)
+    prompts = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": t.strip()})[0]
+               for t, s in zip(texts, per_text) for _ in range(n)]
+    bare = [r.render(tmpl, {"seconds": seconds_text(s) if s is not None else "", "caption": ""})[0]
+            for s in per_text for _ in range(n)]  # the prompts without their text, for guidance
+    out: list[tuple[list[int], int | None]] = []
     for k in range(0, len(prompts), batch_size):
         b = _batch(prompts[k:k + batch_size], lm, device)
         chunk = lengths[k:k + batch_size]
-        steps = None if seconds is None else [s for s, _ in chunk]
+        steps = [s for s, _ in chunk] if given else None
         ids = generate_motion_ids(lm.model, *b, lm.vocab, lm.max_steps, steps, sample, temperature, top_k,
                                   uncond=_batch(bare[k:k + batch_size], lm, device), guidance=scale)
-        for row, (_, frames) in zip(ids.cpu().tolist(), chunk):
-            codes, pres = lm.vocab.decode(row)
-            out.append(codes_to_motion(lm, codes, pres, frames))
-    return [out[i * samples:(i + 1) * samples] for i in range(len(texts))]
+        out += [(row, frames) for row, (_, frames) in zip(ids.cpu().tolist(), chunk)]
+    return out
 
 
 def _batch(prompts: list[list[int]], lm: RunLM, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,32 +279,60 @@ def motion_codes(lm: RunLM, motion: np.ndarray, presence: np.ndarray) -> tuple[n
 
 
 def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, max_length: int = 48,
-            stage: str | None = None, device: str = "cpu", guidance: float | None = None) -> str:
+            stage: str | None = None, device: str = "cpu", guidance: float | None = None,
+            rerank: int | None = None, seed: int = 0) -> str:
     """Motion [T, 198] (+ presence [T, 2], default all present) -> one caption."""
-    return captions(run, [(motion, presence)], num_beams, max_length, stage, device, guidance=guidance)[0]
+    return captions(run, [(motion, presence)], num_beams, max_length, stage, device, guidance=guidance,
+                    rerank=rerank, seed=seed)[0]
 
 
 def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_beams: int = 1, max_length: int = 48,
              stage: str | None = None, device: str = "cpu", batch_size: int = 32,
-             guidance: float | None = None) -> list[str]:
+             guidance: float | None = None, rerank: int | None = None, seed: int = 0) -> list[str]:
     """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions. Never empty:
-    a decode without words (an undertrained model) is EMPTY_CAPTION, which the evaluation counts."""
-    from clutch_core.lm.decode import generate_text_ids
+    a decode without words (an undertrained model) is EMPTY_CAPTION, which the evaluation counts. `rerank`
+    K > 1: the greedy (or beam) caption and K - 1 sampled ones, the best by the model's own text-to-motion
+    likelihood of the motion plus the caption's (clutch_core.lm.rerank; None: the run's default, 1: off)."""
+    from clutch_core.lm.rerank import best_of, caption_log_likelihood, motion_log_likelihood
 
     if max_length < 1 or num_beams < 1:
         raise ValueError(f"max_length and num_beams must be >= 1, got {max_length}, {num_beams}")
     checked = [check_motion(m, p, f"motion {i}") for i, (m, p) in enumerate(motions)]
     lm = load_run_lm(run, stage, device)
+    k = rerank_count(lm, rerank)
+    r = Renderer(lm.tokenizer, lm.vocab)
+    motion_ids = [lm.vocab.encode(*motion_codes(lm, m, p)) for m, p in checked]
+    dec = dict(lm=lm, max_length=max_length, scale=guidance_scale(lm, guidance), batch_size=batch_size,
+               device=device)
+    torch.manual_seed(seed)
+    out = _describe(motion_ids, 1, num_beams, False, **dec)
+    if k > 1:
+        extra = _describe(motion_ids, k - 1, 1, True, **dec)
+        cands = [c for i in range(len(out)) for c in [out[i], *extra[i * (k - 1):(i + 1) * (k - 1)]]]
+        ids = [m for m in motion_ids for _ in range(k)]
+        seconds = [len(m) / FPS for m, _ in checked for _ in range(k)]
+        words = [c if c.strip() else EMPTY_CAPTION for c in cands]
+        scores = (motion_log_likelihood(lm.model, r, words, ids, seconds, batch_size)
+                  + caption_log_likelihood(lm.model, r, ids, words, batch_size))
+        scores[[not c.strip() for c in cands]] = -np.inf
+        out = [cands[j] for j in best_of(scores, len(out), 1).reshape(-1)]
+    return [s.strip() or EMPTY_CAPTION for s in out]
+
+
+def _describe(motion_ids: list[list[int]], n: int, num_beams: int, sample: bool, lm: RunLM, max_length: int,
+              scale: float, batch_size: int, device) -> list[str]:
+    """`n` captions per motion, motion-major (stripped; '' for a decode without words)."""
+    from clutch_core.lm.decode import generate_text_ids
+
     r = Renderer(lm.tokenizer, lm.vocab)
     tmpl = templates()["m2t"][0]["input"]
-    prompts = [r.render(tmpl, {"motion": lm.vocab.encode(*motion_codes(lm, m, p))})[0] for m, p in checked]
+    prompts = [r.render(tmpl, {"motion": ids})[0] for ids in motion_ids for _ in range(n)]
     bare = r.render(tmpl, {"motion": [lm.vocab.som, lm.vocab.eom]})[0]  # the prompt without its motion
     banned = [i for i in lm.tokenizer.all_special_ids if i != lm.tokenizer.eos_token_id and i < lm.vocab.base]
-    scale = guidance_scale(lm, guidance)
     out: list[str] = []
     for k in range(0, len(prompts), batch_size):
         chunk = prompts[k:k + batch_size]
         ids = generate_text_ids(lm.model, *_batch(chunk, lm, device), lm.vocab, banned, num_beams, max_length,
-                                uncond=_batch([bare] * len(chunk), lm, device), guidance=scale)
-        out += [s.strip() or EMPTY_CAPTION for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+                                uncond=_batch([bare] * len(chunk), lm, device), guidance=scale, do_sample=sample)
+        out += [s.strip() for s in lm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out

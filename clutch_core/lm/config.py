@@ -41,6 +41,7 @@ class LMConfig:
     task_mix: Optional[dict[str, dict[str, float]]] = None  # per stage, overrides clutch_core.lm.data.MIXTURES
     uncond: float = 0.0  # share of t2m / m2t examples trained without their text / motion (guided decoding)
     guidance: float = 1.0  # decoding's default guidance scale, recorded with the model when uncond > 0
+    rerank: int = 1  # decoding's default text-to-motion candidates per text, reranked by the model's own m2t (lm.rerank)
     forced_in_loss: bool = False  # True: also train the <absent> tokens decoding forces (lm.data.forced_tokens)
     decoder_dropout: float = 0.0  # share of the decoder's input tokens hidden while training (it must read the encoder)
     code_init: bool = False  # embed motion codes along their SHIFT codebook's principal directions (fresh models)
@@ -73,7 +74,7 @@ class LMConfig:
     def identity(self, stage: str) -> dict[str, Any]:
         """Settings that change the stage's trained weights (not the step cap: a finished stage can be extended)."""
         d = dataclasses.asdict(self)
-        for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens", "guidance",
+        for k in ("ckpt_every", "log_every", "eval_clips", "amp", "max_steps", "max_text_tokens", "guidance", "rerank",
                   *(f"{s}_steps" for s in STAGES)):
             d.pop(k)
         if stage == "pretrain":

@@ -169,9 +169,9 @@ def generate_motion_ids(model, input_ids: torch.Tensor, attention_mask: torch.Te
 @torch.no_grad()
 def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: MotionVocab,
                       banned: list[int], num_beams: int = 1, max_new_tokens: int = 48, uncond: tuple | None = None,
-                      guidance: float = 1.0) -> torch.Tensor:
-    """Motion-to-text, greedy (num_beams 1) or beam search -> ids [B, L]. Greedy with `uncond` (the prompts
-    without their motion) and guidance != 1: guided decoding (clutch_core.lm.guidance)."""
+                      guidance: float = 1.0, do_sample: bool = False) -> torch.Tensor:
+    """Motion-to-text, greedy (num_beams 1), sampled or beam search -> ids [B, L]. Greedy or sampled with
+    `uncond` (the prompts without their motion) and guidance != 1: guided decoding (clutch_core.lm.guidance)."""
     from transformers import GenerationConfig
 
     if uncond is not None and guidance != 1.0 and num_beams == 1:
@@ -179,9 +179,10 @@ def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
         procs = LogitsProcessorList([TextOnly(vocab, banned, model.config.eos_token_id)])
         return guided_generate(model, (input_ids, attention_mask), uncond, procs, max_new_tokens,
-                               model.config.eos_token_id, guidance)
+                               model.config.eos_token_id, guidance, do_sample)
 
-    gc = GenerationConfig(do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens,
+    warp = dict(top_k=0, top_p=1.0, temperature=1.0) if do_sample else {}
+    gc = GenerationConfig(do_sample=do_sample, num_beams=num_beams, max_new_tokens=max_new_tokens, **warp,
                           eos_token_id=model.config.eos_token_id, pad_token_id=model.config.pad_token_id,
                           decoder_start_token_id=model.config.decoder_start_token_id)
     return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gc,

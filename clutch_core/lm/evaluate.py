@@ -59,6 +59,7 @@ class LMEvalConfig:
     top_k: int | None = None
     num_beams: int = 1  # motion-to-text decoding
     guidance: float | None = None  # classifier-free guidance of both directions; None: the run's own
+    rerank: int | None = None  # text-to-motion candidates reranked by the model's m2t (greedy rows); None: the run's own
     max_caption_tokens: int = 48
     batch_size: int = 32
     parts: tuple[str, ...] = ("t2m", "m2t")
@@ -88,7 +89,7 @@ class Generator:
             out = generate(self.run, [k[0] for k in group], seconds=None if free else [k[1] / FPS for k in group],
                            samples=samples, seed=self.cfg.seed, do_sample=samples > 1, temperature=self.cfg.temperature,
                            top_k=self.cfg.top_k, batch_size=self.cfg.batch_size, stage=self.stage,
-                           guidance=self.cfg.guidance)
+                           guidance=self.cfg.guidance, rerank=self.cfg.rerank if samples == 1 else 1)
             self.cache.update(zip(group, out))
         return [self.cache[k] for k in keys]
 
@@ -202,7 +203,7 @@ def m2t_table(ctx: EvalContext, run: Path, dataset: Path, cfg: LMEvalConfig, sta
     from clutch_core.lm.api import EMPTY_CAPTION, captions
 
     hyps = captions(run, list(zip(*ctx.real)), cfg.num_beams, cfg.max_caption_tokens, stage,
-                    batch_size=cfg.batch_size, guidance=cfg.guidance)
+                    batch_size=cfg.batch_size, guidance=cfg.guidance, rerank=cfg.rerank, seed=cfg.seed)
     scored = ["" if h == EMPTY_CAPTION else h for h in hyps]  # scored as saying nothing, and counted
     refs = [[c["text"] for c in clip["captions"]] for clip in ctx.clips]
     rows = {"clutch": scored, **baseline_captions(ctx, dataset, real_emb)}
@@ -275,7 +276,7 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
     """
     from clutch_core.eval.data import eval_clips
     from clutch_core.eval.evaluator_store import load_or_train_evaluator
-    from clutch_core.lm.api import lm_dir, load_run_lm
+    from clutch_core.lm.api import lm_dir, load_run_lm, rerank_count
 
     cfg = cfg or LMEvalConfig()
     run, dataset = Path(run), Path(dataset)
@@ -290,9 +291,10 @@ def evaluate_lm(run: str | os.PathLike, dataset: str | os.PathLike, cfg: LMEvalC
     ctx = EvalContext(run=run, clips=clips, evaluator=ev, repeats=cfg.repeats, seed=cfg.seed,
                       mm_texts=cfg.mm_texts, mm_generations=cfg.mm_generations)
     real_emb = ev.encode_motion(*ctx.real)
-    guidance = cfg.guidance if cfg.guidance is not None else load_run_lm(run, stage).guidance
+    lm = load_run_lm(run, stage)
+    guidance = cfg.guidance if cfg.guidance is not None else lm.guidance
     out: dict[str, Any] = {"evaluator_hash": ev_hash, "eval_set": eval_set, "n_clips": len(clips), "stage": stage,
-                           "guidance": guidance, "run": str(run), "clip_ids": [c["clip_id"] for c in clips]}
+                           "guidance": guidance, "rerank": rerank_count(lm, cfg.rerank), "run": str(run), "clip_ids": [c["clip_id"] for c in clips]}
     if "t2m" in cfg.parts:
         out["t2m"] = t2m_table(ctx, run, dataset, cfg, stage, real_emb, out["clip_ids"], progress)
     if "m2t" in cfg.parts:

@@ -147,7 +147,8 @@ def run_stage(stage: str, dataset: str | os.PathLike, run: str | os.PathLike, cf
     model_dir = out / MODEL_DIR
     save_lm(model_dir, s.model, s.tok, s.vocab, {"stage": stage, "shift_weights": shift_weights_id(run),
                                                  "max_text_tokens": cfg.max_text_tokens,
-                                                 "guidance": cfg.guidance if cfg.uncond > 0 else 1.0})
+                                                 "guidance": cfg.guidance if cfg.uncond > 0 else 1.0,
+                                                 "rerank": cfg.rerank})
     metrics = {"stage": stage, "preset": cfg.preset, "steps": total, "init": identity["init"],
                **evaluate_stage(s.model, s.renderer, dataset, s.tokens, s.shift, s.stats, cfg, s.device),
                "amp": s.amp, "train_seconds_this_run": seconds, "steps_this_run": s.step - start,

@@ -70,6 +70,90 @@ def test_generate_returns_finite_motion_with_presence_and_length(trained):
     assert all(np.array_equal(a.motion, b.motion) for a, b in zip(free[0], again[0]))  # seeded
 
 
+def test_rerank_returns_the_candidate_its_own_motion_to_text_scores_highest(trained, monkeypatch):
+    from clutch_core.lm import rerank
+
+    _, run, _, _ = trained
+    seen = {}
+    real = rerank.caption_log_likelihood
+
+    def spy(model, renderer, motion_ids, texts, batch_size=32):
+        s = real(model, renderer, motion_ids, texts, batch_size)
+        seen.update(ids=motion_ids, texts=texts, scores=s)
+        return s
+
+    monkeypatch.setattr(rerank, "caption_log_likelihood", spy)
+    text = "The left hand waves."
+    (best,), = generate(run, text, seconds=2, rerank=4, seed=3)
+    # the candidates: the greedy motion, then what sampling draws from the same seed
+    greedy = generate(run, text, seconds=2, rerank=1)[0][0]
+    sampled = generate(run, text, seconds=2, samples=3, seed=3, rerank=1)[0]
+    cands = [greedy, *sampled]
+    assert seen["texts"] == [text] * 4 and len(seen["ids"]) == 4
+    j = int(np.argmax(seen["scores"]))
+    assert np.array_equal(best.motion, cands[j].motion) and np.array_equal(best.presence, cands[j].presence)
+    assert generate(run, text, seconds=2, rerank=4, seed=3)[0][0].motion.tobytes() == best.motion.tobytes()  # seeded
+    with pytest.raises(ValueError, match="rerank"):
+        generate(run, text, rerank=-2)
+
+
+def test_the_rerank_score_is_the_captions_teacher_forced_log_likelihood(trained):
+    from clutch_core.lm.api import load_run_lm
+    from clutch_core.lm.rerank import caption_log_likelihood
+    from clutch_core.lm.tasks import Renderer, templates
+
+    _, run, _, _ = trained
+    lm = load_run_lm(run)
+    r = Renderer(lm.tokenizer, lm.vocab)
+    rng = np.random.default_rng(0)
+    motions = [lm.vocab.encode(rng.integers(0, 16, (n, 4)), np.ones((n, 2), bool)) for n in (2, 5, 3)]
+    texts = ["The left hand waves.", "Both hands lift the cup slowly and put it down.", "The right hand points."]
+    batched = caption_log_likelihood(lm.model, r, motions, texts, batch_size=3)
+    tmpl = templates()["m2t"][0]
+    for m, t, got in zip(motions, texts, batched):
+        inp = torch.tensor([r.render(tmpl["input"], {"motion": m})[0]])
+        lab = torch.tensor([r.render(tmpl["output"], {"caption": t})[0]])
+        with torch.no_grad():
+            loss = lm.model(input_ids=inp, attention_mask=torch.ones_like(inp), labels=lab).loss  # mean over tokens
+        assert got == pytest.approx(-float(loss) * lab.shape[1], rel=1e-4, abs=1e-4)  # padding changes nothing
+
+
+def test_caption_rerank_keeps_the_candidate_both_directions_score_highest(trained, monkeypatch):
+    from clutch_core.lm import rerank
+    from storage.reader import ClipReader
+
+    dataset, run, _, _ = trained
+    row = ClipReader(dataset).read_rows(split="val", columns=["motion", "presence"])[0]
+    seen = {}
+    real_m, real_c = rerank.motion_log_likelihood, rerank.caption_log_likelihood
+
+    def spy_m(model, renderer, texts, motion_ids, seconds, batch_size=32):
+        seen["texts"], seen["seconds"] = list(texts), list(seconds)
+        seen["m"] = real_m(model, renderer, texts, motion_ids, seconds, batch_size)
+        return seen["m"]
+
+    def spy_c(model, renderer, motion_ids, texts, batch_size=32):
+        seen["c"] = real_c(model, renderer, motion_ids, texts, batch_size)
+        return seen["c"]
+
+    monkeypatch.setattr(rerank, "motion_log_likelihood", spy_m)
+    monkeypatch.setattr(rerank, "caption_log_likelihood", spy_c)
+    best = caption(run, row["motion"], row["presence"], max_length=12, rerank=3, seed=1)
+    assert len(seen["texts"]) == 3 and seen["texts"][0] == caption(run, row["motion"], row["presence"], max_length=12,
+                                                                   rerank=1)  # the greedy caption is a candidate
+    assert seen["seconds"] == [pytest.approx(len(row["motion"]) / 15)] * 3
+    total = seen["m"] + seen["c"]
+    assert best == seen["texts"][int(np.argmax(total))]
+
+
+def test_best_of_keeps_each_groups_best_and_the_earlier_of_a_tie():
+    from clutch_core.lm.rerank import best_of
+
+    scores = np.array([1.0, 3.0, 3.0, 0.0, -1.0, -2.0, -0.5, -3.0])  # two groups of 4
+    assert best_of(scores, 2, 1).tolist() == [[1], [6]]
+    assert best_of(scores, 2, 2).tolist() == [[1, 2], [6, 4]]
+
+
 def test_caption_returns_a_non_empty_string(trained):
     dataset, run, _, _ = trained
     from storage.reader import ClipReader
