@@ -516,6 +516,7 @@ def decoding(args) -> None:
                 t0 = time.time()
                 rep = evaluate_lm(Path(run), Path(args.dataset), LMEvalConfig(
                     repeats=args.repeats, mm_texts=2, mm_generations=2, caption_boot=10, guidance=g, rerank=k,
+                    caption_rerank=k,
                     split=args.split, final=args.final, parts=tuple(args.parts.split(","))))
                 row = {"run": run, "guidance": rep["guidance"], "rerank": k, "eval_set": rep["eval_set"],
                        "seconds": round(time.time() - t0, 1)}

@@ -280,7 +280,7 @@ def motion_codes(lm: RunLM, motion: np.ndarray, presence: np.ndarray) -> tuple[n
 
 def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, max_length: int = 48,
             stage: str | None = None, device: str = "cpu", guidance: float | None = None,
-            rerank: int | None = None, seed: int = 0) -> str:
+            rerank: int = 1, seed: int = 0) -> str:
     """Motion [T, 198] (+ presence [T, 2], default all present) -> one caption."""
     return captions(run, [(motion, presence)], num_beams, max_length, stage, device, guidance=guidance,
                     rerank=rerank, seed=seed)[0]
@@ -288,18 +288,19 @@ def caption(run: str | os.PathLike, motion, presence=None, num_beams: int = 1, m
 
 def captions(run: str | os.PathLike, motions: Sequence[tuple[Any, Any]], num_beams: int = 1, max_length: int = 48,
              stage: str | None = None, device: str = "cpu", batch_size: int = 32,
-             guidance: float | None = None, rerank: int | None = None, seed: int = 0) -> list[str]:
+             guidance: float | None = None, rerank: int = 1, seed: int = 0) -> list[str]:
     """Batched motion-to-text: [(motion [T, 198], presence [T, 2] or None), ...] -> captions. Never empty:
     a decode without words (an undertrained model) is EMPTY_CAPTION, which the evaluation counts. `rerank`
     K > 1: the greedy (or beam) caption and K - 1 sampled ones, the best by the model's own text-to-motion
-    likelihood of the motion plus the caption's (clutch_core.lm.rerank; None: the run's default, 1: off)."""
+    likelihood of the motion plus the caption's (clutch_core.lm.rerank). Off (1) by default, whatever the run's
+    text-to-motion default: on the tiny runs it lowered motion-to-text R@3 (BENCHMARKS.md, "Sampled rerank")."""
     from clutch_core.lm.rerank import best_of, caption_log_likelihood, motion_log_likelihood
 
     if max_length < 1 or num_beams < 1:
         raise ValueError(f"max_length and num_beams must be >= 1, got {max_length}, {num_beams}")
     checked = [check_motion(m, p, f"motion {i}") for i, (m, p) in enumerate(motions)]
     lm = load_run_lm(run, stage, device)
-    k = rerank_count(lm, rerank)
+    k = rerank_count(lm, 1 if rerank is None else rerank)
     r = Renderer(lm.tokenizer, lm.vocab)
     motion_ids = [lm.vocab.encode(*motion_codes(lm, m, p)) for m, p in checked]
     dec = dict(lm=lm, max_length=max_length, scale=guidance_scale(lm, guidance), batch_size=batch_size,

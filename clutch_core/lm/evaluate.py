@@ -60,6 +60,7 @@ class LMEvalConfig:
     num_beams: int = 1  # motion-to-text decoding
     guidance: float | None = None  # classifier-free guidance of both directions; None: the run's own
     rerank: int | None = None  # text-to-motion candidates reranked by the model's m2t (greedy rows); None: the run's own
+    caption_rerank: int = 1  # motion-to-text candidates reranked by the model's t2m (1: off, the default: it lowered R@3)
     max_caption_tokens: int = 48
     batch_size: int = 32
     parts: tuple[str, ...] = ("t2m", "m2t")
@@ -203,7 +204,7 @@ def m2t_table(ctx: EvalContext, run: Path, dataset: Path, cfg: LMEvalConfig, sta
     from clutch_core.lm.api import EMPTY_CAPTION, captions
 
     hyps = captions(run, list(zip(*ctx.real)), cfg.num_beams, cfg.max_caption_tokens, stage,
-                    batch_size=cfg.batch_size, guidance=cfg.guidance, rerank=cfg.rerank, seed=cfg.seed)
+                    batch_size=cfg.batch_size, guidance=cfg.guidance, rerank=cfg.caption_rerank, seed=cfg.seed)
     scored = ["" if h == EMPTY_CAPTION else h for h in hyps]  # scored as saying nothing, and counted
     refs = [[c["text"] for c in clip["captions"]] for clip in ctx.clips]
     rows = {"clutch": scored, **baseline_captions(ctx, dataset, real_emb)}

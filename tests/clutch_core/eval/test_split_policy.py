@@ -54,7 +54,8 @@ def _bench(name):
 
 
 @pytest.mark.parametrize("argv", [["quality", "--out", "X", "--split", "test"],
-                                  ["curve", "--dataset", "D", "--run", "R", "--split", "test"]])
+                                  ["curve", "--dataset", "D", "--run", "R", "--split", "test"],
+                                  ["decoding", "--dataset", "D", "--runs", "R", "--split", "test"]])
 def test_tuning_benchmarks_refuse_test_without_final(argv, capsys):
     with pytest.raises(SystemExit) as e:
         _bench("lm").main(argv)
