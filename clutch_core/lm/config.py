@@ -93,7 +93,7 @@ class LMConfig:
 # and motion-to-text only in pretrain (span corruption spends steps a small corpus cannot afford), length
 # buckets, code embeddings from the SHIFT codebooks, 10 % unconditional examples for classifier-free
 # guidance at 4, and no loss on the <absent> tokens decoding forces. Decoding keeps the best of 8 candidates by
-# the model's own motion-to-text (rerank 8: val free-length t2m R@3 0.36 -> 0.50 on seed 0, BENCHMARKS.md).
+# the model's own motion-to-text (rerank 8: val free-length t2m R@3 0.41 -> 0.50, 3 seeds, BENCHMARKS.md).
 _CPU_RECIPE = dict(d_model=192, d_ff=512, layers=3, heads=4, d_kv=48, batch=16, lr=5e-4, finetune_lr=1e-4,
                    warmup_steps=30, buckets=8, code_init=True, uncond=0.1, guidance=4.0, rerank=8,
                    task_mix={"pretrain": {"t2m": 0.5, "t2m_seconds": 0.2, "m2t": 0.3}})

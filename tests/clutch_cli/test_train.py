@@ -39,7 +39,7 @@ def test_the_eval_stage_of_a_two_step_run_writes_its_report(short_run, capsys):
 def test_clutch_eval_and_caption_work_on_it(short_run, tmp_path, capsys):
     dataset, run = short_run
     rep = tmp_path / "rep"
-    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(rep), "--repeats", "3"]) == 0
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(rep), "--repeats", "3", "--rerank", "1"]) == 0
     text = (rep / "report.md").read_text()
     assert text.startswith("# CLUTCH evaluation report")
     stage = json.loads((rep / "metrics.json").read_text())
@@ -50,7 +50,7 @@ def test_clutch_eval_and_caption_work_on_it(short_run, tmp_path, capsys):
     recorded = load_run_lm(run).guidance
     assert stage["clutch"]["guidance"] == recorded and f"guidance scale {recorded:g}" in text
     off = tmp_path / "off"
-    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(off), "--repeats", "3", "--rows", "clutch",
+    assert main(["eval", str(run), "--dataset", str(dataset), "--out", str(off), "--repeats", "3", "--rerank", "1", "--rows", "clutch",
                  "m2t", "--guidance", "1"]) == 0
     assert json.loads((off / "metrics.json").read_text())["clutch"]["guidance"] == 1.0
     assert json.loads((off / "m2t_metrics.json").read_text())["clutch"]["guidance"] == 1.0
