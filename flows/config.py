@@ -130,6 +130,10 @@ class TrainClutchConfig(FlowConfig):
                                                      "named; tiny: built from a config, nothing downloaded)")
     lm_batch: Optional[int] = Field(None, ge=1, description="examples per language-model step (default: the "
                                                             "preset's)")
+    lm_rerank: Optional[int] = Field(None, ge=1, description="text-to-motion candidates per text that decoding "
+                                                             "reranks by the model's own motion-to-text, recorded with "
+                                                             "the model (generate and the eval stage use it; 1: off; "
+                                                             "default: the preset's, 8 in tiny and small)")
     lm_steps: Optional[list[int]] = Field(None, description="steps of the pretrain, refine and instruct stages "
                                                             "(CLI: comma-separated, e.g. 1200,300,300; default: the "
                                                             "preset's; max_steps still caps each)")
@@ -174,7 +178,7 @@ class TrainClutchConfig(FlowConfig):
                 raise ValueError(f"lm_steps: give 3 positive step counts (pretrain, refine, instruct), got {self.lm_steps}")
             steps = dict(zip(("pretrain_steps", "refine_steps", "instruct_steps"), self.lm_steps))
         return preset_config(self.preset, base=self.lm_base, batch=self.lm_batch, max_steps=self.max_steps,
-                             ckpt_every=self.ckpt_every, seed=self.seed, amp=self.amp, **steps)
+                             ckpt_every=self.ckpt_every, seed=self.seed, amp=self.amp, rerank=self.lm_rerank, **steps)
 
 
 def _default_stages() -> tuple[str, ...]:

@@ -21,7 +21,8 @@ def short_run(prefect_harness, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", str(dataset), "--out", str(run), "--max-steps", "2", "--no-progress"]) == 0
+        assert main(["train", str(dataset), "--out", str(run), "--max-steps", "2", "--lm-rerank", "1",
+                     "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
     return dataset, run
